@@ -1,0 +1,1 @@
+"""The /v1 HTTP API (FastAPI): commands and queries for integrators and staff."""

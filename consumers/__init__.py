@@ -1,0 +1,1 @@
+"""Kafka consumers: projections, alerts and webhooks fed from the relay's topic."""

@@ -1,0 +1,82 @@
+"""The command side of one tenant, on the `eventsourcing` library's Application."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import MutableOrImmutableAggregate
+from eventsourcing.persistence import InfrastructureFactory, IntegrityError, Recording
+from eventsourcing.utils import Environment
+
+from domain.errors import AlreadyExists, ConcurrencyConflict, NotFound
+from domain.metadata import EventMetadata
+from domain.tenant import Tenant
+
+#: Aggregates whose long streams are snapshotted.
+SNAPSHOTTED: tuple[type[MutableOrImmutableAggregate[UUID]], ...] = (Tenant,)
+
+
+class TenantApplication(Application[UUID]):
+    """Loads and saves the aggregates of one tenant; persistence comes from the injected factory.
+
+    The factory is owned by the composition root and shared by every tenant's application, so
+    closing this application leaves it open.
+    """
+
+    name = "Ledger"
+
+    def __init__(
+        self,
+        tenant_id: UUID,
+        factory: InfrastructureFactory,
+        *,
+        snapshot_interval: int = 100,
+    ) -> None:
+        self.tenant_id = tenant_id
+        self._shared_factory = factory
+        self.snapshotting_intervals = (
+            dict.fromkeys(SNAPSHOTTED, snapshot_interval) if snapshot_interval > 0 else {}
+        )
+        super().__init__(env={"IS_SNAPSHOTTING_ENABLED": "y" if snapshot_interval > 0 else "n"})
+
+    def construct_factory(self, env: Environment) -> InfrastructureFactory:
+        return self._shared_factory
+
+    def close(self) -> None:
+        self.closing.set()
+
+    def record(
+        self, *aggregates: MutableOrImmutableAggregate[UUID], meta: EventMetadata
+    ) -> list[Recording[UUID]]:
+        """Saves the pending events of the aggregates atomically, with their metadata."""
+        try:
+            return self.save(*aggregates, meta=meta)
+        except IntegrityError as error:
+            raise ConcurrencyConflict(
+                "another writer changed the same stream first; retry the command"
+            ) from error
+
+    def load(self, aggregate_id: UUID, kind: type[Any]) -> Any:
+        """The aggregate of this tenant with this id, or `NotFound`."""
+        try:
+            aggregate = self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            raise NotFound(f"{kind.__name__} {aggregate_id} not found") from None
+        if not isinstance(aggregate, kind):
+            raise NotFound(f"{kind.__name__} {aggregate_id} not found")
+        return aggregate
+
+    def create_tenant(
+        self, slug: str, name: str | None, timezone: str, meta: EventMetadata
+    ) -> Tenant:
+        """Registers this application's tenant; a second registration of the slug is refused."""
+        tenant = Tenant.register(slug, name, timezone)
+        if tenant.id != self.tenant_id:
+            raise ValueError("the slug does not name this application's tenant")
+        try:
+            self.save(tenant, meta=meta)
+        except IntegrityError:
+            raise AlreadyExists(f"tenant {slug!r} already exists") from None
+        return tenant

@@ -1,0 +1,75 @@
+"""The tenant: the unit of isolation, ordering and partitioning."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from uuid import UUID
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from eventsourcing.domain import Aggregate
+
+from domain.errors import ValidationFailed
+from domain.ids import tenant_id_for
+
+SLUG_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+MAX_NAME_LENGTH = 200
+
+
+def validate_slug(slug: str) -> str:
+    """Slugs are 1-63 lowercase letters, digits and inner hyphens (DNS-label rules)."""
+    if not SLUG_PATTERN.fullmatch(slug):
+        raise ValidationFailed(
+            "slug", f"{slug!r} must be 1-63 lowercase letters, digits or inner hyphens"
+        )
+    return slug
+
+
+def validate_timezone(timezone: str) -> str:
+    """A time zone is an IANA name such as ``Europe/Berlin``."""
+    if timezone not in available_timezones():
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValidationFailed(
+                "timezone", f"{timezone!r} is not an IANA time zone name"
+            ) from None
+    return timezone
+
+
+def validate_name(name: str) -> str:
+    """A display name is 1-200 printable characters."""
+    stripped = name.strip()
+    if not stripped or len(stripped) > MAX_NAME_LENGTH or not stripped.isprintable():
+        raise ValidationFailed("name", f"must be 1-{MAX_NAME_LENGTH} printable characters")
+    return stripped
+
+
+class Tenant(Aggregate):
+    """A customer of the ledger; its id is derived from its slug, so a slug is taken once."""
+
+    class Created(Aggregate.Created):
+        """A tenant was registered with its slug, display name and time zone."""
+
+        slug: str
+        name: str
+        timezone: str
+
+    @staticmethod
+    def create_id(slug: str, **_: Any) -> UUID:
+        return tenant_id_for(slug)
+
+    def __init__(self, slug: str, name: str, timezone: str) -> None:
+        self.slug = slug
+        self.name = name
+        self.timezone = timezone
+
+    @classmethod
+    def register(cls, slug: str, name: str | None = None, timezone: str = "UTC") -> Tenant:
+        """Validates and registers a new tenant (its first event)."""
+        validate_slug(slug)
+        return cls(
+            slug=slug,
+            name=validate_name(slug if name is None else name),
+            timezone=validate_timezone(timezone),
+        )

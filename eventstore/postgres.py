@@ -1,0 +1,389 @@
+"""PostgreSQL: one events table hash-partitioned by tenant, a head row per tenant.
+
+A save is one autocommit statement: it moves the tenant's head row (which serialises that
+tenant's writers and no one else) and inserts the hash-chained events. Positions are therefore
+gap-free and in commit order per tenant, and tenants never wait on each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import (
+    AggregateRecorder,
+    ApplicationRecorder,
+    InterfaceError,
+    Notification,
+    OperationalError,
+    StoredEvent,
+    Subscription,
+)
+from eventsourcing.postgres import (
+    PostgresAggregateRecorder,
+    PostgresApplicationRecorder,
+    PostgresDatastore,
+    PostgresRecorder,
+)
+from eventsourcing.utils import retry
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import DictRow
+
+from domain.metadata import EventMetadata
+from eventstore.envelope import ZERO_HASH, encode_payload, payload_state, utc_now
+from eventstore.records import RecordedEvent, TenantHead, TrackerLag
+from eventstore.store import DEFAULT_PAGE_SIZE, LedgerStore
+
+EVENTS = "ledger_events"
+HEADS = "ledger_tenant_heads"
+SNAPSHOTS = "ledger_snapshots"
+TRACKING = "ledger_tracking"
+
+# One event: the head row yields the new position and hash; the insert reuses them.
+INSERT_ONE = f"""
+WITH head AS (
+    UPDATE {HEADS}
+       SET position = position + 1,
+           hash = sha256(hash || %(payload)s::bytea)
+     WHERE tenant_id = %(tenant_id)s::uuid
+ RETURNING position, hash
+)
+INSERT INTO {EVENTS} (tenant_id, originator_id, originator_version, position, topic, payload, hash)
+SELECT %(tenant_id)s::uuid, %(originator_id)s::uuid, %(originator_version)s::bigint,
+       head.position, %(topic)s::text, %(payload)s::bytea, head.hash
+  FROM head
+RETURNING position
+"""  # noqa: S608
+
+# Several events: the head remembers the hash it had, the insert chains from it.
+INSERT_MANY = f"""
+WITH head AS (
+    UPDATE {HEADS}
+       SET position = position + %(n)s::bigint,
+           prev_hash = hash,
+           hash = (ledger_hash_chain(hash, %(payloads)s::bytea[]))[%(n)s::int]
+     WHERE tenant_id = %(tenant_id)s::uuid
+ RETURNING position - %(n)s::bigint AS base, prev_hash
+)
+INSERT INTO {EVENTS} (tenant_id, originator_id, originator_version, position, topic, payload, hash)
+SELECT %(tenant_id)s::uuid, e.originator_id, e.originator_version, head.base + e.ord,
+       e.topic, e.payload, c.hashes[e.ord]
+  FROM head
+ CROSS JOIN LATERAL (
+       SELECT ledger_hash_chain(head.prev_hash, %(payloads)s::bytea[]) AS hashes) AS c
+ CROSS JOIN LATERAL unnest(%(ids)s::uuid[], %(versions)s::bigint[], %(topics)s::text[],
+                           %(payloads)s::bytea[])
+       WITH ORDINALITY AS e(originator_id, originator_version, topic, payload, ord)
+RETURNING position
+"""  # noqa: S608
+
+CREATE_HEAD = f"""
+INSERT INTO {HEADS} (tenant_id, position, hash, prev_hash) VALUES (%s, 0, %s, %s)
+ON CONFLICT (tenant_id) DO NOTHING
+"""  # noqa: S608
+
+RETRYABLE = (InterfaceError, OperationalError)
+
+
+class TenantPostgresRecorder(PostgresApplicationRecorder):
+    """The library's PostgreSQL application recorder, bound to one tenant.
+
+    Notification ids are the tenant's positions. The parent's constructor is not called: it
+    composes DDL, composite types and a table lock that this schema (made by Alembic) replaces.
+    """
+
+    def __init__(self, datastore: PostgresDatastore, tenant_id: UUID) -> None:
+        PostgresRecorder.__init__(self, datastore)
+        self.tenant_id = tenant_id
+        self.events_table_name = EVENTS
+        self.channel_name = EVENTS
+
+    @retry(RETRYABLE, max_attempts=10, wait=0.2)
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        if not stored_events:
+            return []
+        meta = kwargs.get("meta") or EventMetadata()
+        recorded_at = utc_now()
+        payloads = [
+            encode_payload(
+                self.tenant_id, s.originator_id, s.originator_version, s.topic, s.state, meta,
+                recorded_at,
+            )
+            for s in stored_events
+        ]
+        if len(stored_events) == 1:
+            event = stored_events[0]
+            statement, params = INSERT_ONE, {
+                "tenant_id": self.tenant_id,
+                "originator_id": event.originator_id,
+                "originator_version": event.originator_version,
+                "topic": event.topic,
+                "payload": payloads[0],
+            }
+        else:
+            statement, params = INSERT_MANY, {
+                "tenant_id": self.tenant_id,
+                "n": len(stored_events),
+                "payloads": payloads,
+                "ids": [s.originator_id for s in stored_events],
+                "versions": [s.originator_version for s in stored_events],
+                "topics": [s.topic for s in stored_events],
+            }
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(statement, params, prepare=True)
+            positions = sorted(row["position"] for row in curs.fetchall())
+            if not positions:
+                # The tenant's first save: create its head row, then save again.
+                curs.execute(CREATE_HEAD, (self.tenant_id, ZERO_HASH, ZERO_HASH))
+                curs.execute(statement, params, prepare=True)
+                positions = sorted(row["position"] for row in curs.fetchall())
+        return positions
+
+    @retry(RETRYABLE, max_attempts=10, wait=0.2)
+    def select_events(
+        self,
+        originator_id: UUID | str,
+        *,
+        gt: int | None = None,
+        lte: int | None = None,
+        desc: bool = False,
+        limit: int | None = None,
+    ) -> Sequence[StoredEvent]:
+        statement = (
+            f"SELECT originator_version, topic, payload FROM {EVENTS}"  # noqa: S608
+            " WHERE tenant_id = %s AND originator_id = %s"
+        )
+        params: list[Any] = [self.tenant_id, originator_id]
+        if gt is not None:
+            statement += " AND originator_version > %s"
+            params.append(gt)
+        if lte is not None:
+            statement += " AND originator_version <= %s"
+            params.append(lte)
+        statement += " ORDER BY originator_version" + (" DESC" if desc else "")
+        if limit is not None:
+            statement += " LIMIT %s"
+            params.append(limit)
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(statement, params, prepare=True)
+            return [
+                StoredEvent(
+                    originator_id=originator_id,
+                    originator_version=row["originator_version"],
+                    topic=row["topic"],
+                    state=payload_state(row["payload"]),
+                )
+                for row in curs.fetchall()
+            ]
+
+    @retry(RETRYABLE, max_attempts=10, wait=0.2)
+    def select_notifications(
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        inclusive_of_start: bool = True,
+    ) -> Sequence[Notification]:
+        statement = (
+            f"SELECT position, originator_id, originator_version, topic, payload FROM {EVENTS}"  # noqa: S608
+            " WHERE tenant_id = %s"
+        )
+        params: list[Any] = [self.tenant_id]
+        if start is not None:
+            statement += " AND position >= %s" if inclusive_of_start else " AND position > %s"
+            params.append(start)
+        if stop is not None:
+            statement += " AND position <= %s"
+            params.append(stop)
+        if topics:
+            statement += " AND topic = ANY(%s)"
+            params.append(list(topics))
+        statement += " ORDER BY position LIMIT %s"
+        params.append(limit)
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(statement, params, prepare=True)
+            return [
+                Notification(
+                    id=row["position"],
+                    originator_id=row["originator_id"],
+                    originator_version=row["originator_version"],
+                    topic=row["topic"],
+                    state=payload_state(row["payload"]),
+                )
+                for row in curs.fetchall()
+            ]
+
+    @retry(RETRYABLE, max_attempts=10, wait=0.2)
+    def max_notification_id(self) -> int | None:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(
+                f"SELECT position FROM {HEADS} WHERE tenant_id = %s",  # noqa: S608
+                (self.tenant_id,),
+                prepare=True,
+            )
+            row = curs.fetchone()
+            return None if row is None or row["position"] == 0 else int(row["position"])
+
+    def subscribe(
+        self, gt: int | None = None, topics: Sequence[str] = ()
+    ) -> Subscription[ApplicationRecorder]:
+        raise NotImplementedError("follow a tenant's positions with LedgerStore.read()")
+
+
+class TenantPostgresSnapshotRecorder(PostgresAggregateRecorder):
+    """The library's aggregate recorder for snapshots, bound to one tenant."""
+
+    def __init__(self, datastore: PostgresDatastore, tenant_id: UUID) -> None:
+        PostgresRecorder.__init__(self, datastore)
+        self.tenant_id = tenant_id
+        self.events_table_name = SNAPSHOTS
+
+    @retry(RETRYABLE, max_attempts=10, wait=0.2)
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        # Two processes may take the same snapshot; the first one stands.
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.executemany(
+                f"INSERT INTO {SNAPSHOTS} (tenant_id, originator_id, originator_version,"  # noqa: S608
+                " topic, state) VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                [
+                    (self.tenant_id, s.originator_id, s.originator_version, s.topic, s.state)
+                    for s in stored_events
+                ],
+            )
+        return None
+
+    @retry(RETRYABLE, max_attempts=10, wait=0.2)
+    def select_events(
+        self,
+        originator_id: UUID | str,
+        *,
+        gt: int | None = None,
+        lte: int | None = None,
+        desc: bool = False,
+        limit: int | None = None,
+    ) -> Sequence[StoredEvent]:
+        statement = (
+            f"SELECT originator_version, topic, state FROM {SNAPSHOTS}"  # noqa: S608
+            " WHERE tenant_id = %s AND originator_id = %s"
+        )
+        params: list[Any] = [self.tenant_id, originator_id]
+        if gt is not None:
+            statement += " AND originator_version > %s"
+            params.append(gt)
+        if lte is not None:
+            statement += " AND originator_version <= %s"
+            params.append(lte)
+        statement += " ORDER BY originator_version" + (" DESC" if desc else "")
+        if limit is not None:
+            statement += " LIMIT %s"
+            params.append(limit)
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(statement, params, prepare=True)
+            return [
+                StoredEvent(originator_id, row["originator_version"], row["topic"], row["state"])
+                for row in curs.fetchall()
+            ]
+
+
+class PostgresLedgerStore(LedgerStore):
+    """The event store on PostgreSQL, sharing one connection pool among all tenants."""
+
+    def __init__(self, url: str, *, pool_size: int = 5, max_overflow: int = 10) -> None:
+        params = conninfo_to_dict(url)
+        self.datastore = PostgresDatastore(
+            dbname=str(params.get("dbname") or "postgres"),
+            host=str(params.get("host") or "127.0.0.1"),
+            port=str(params.get("port") or "5432"),
+            user=str(params.get("user") or "postgres"),
+            password=str(params.get("password") or ""),
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            idle_in_transaction_session_timeout=60,
+            pre_ping=True,
+        )
+
+    def application_recorder(self, tenant_id: UUID) -> ApplicationRecorder:
+        return TenantPostgresRecorder(self.datastore, tenant_id)
+
+    def snapshot_recorder(self, tenant_id: UUID) -> AggregateRecorder:
+        return TenantPostgresSnapshotRecorder(self.datastore, tenant_id)
+
+    def read(
+        self, tenant_id: UUID, after: int = 0, limit: int = DEFAULT_PAGE_SIZE
+    ) -> list[RecordedEvent]:
+        rows = self._fetch(
+            f"SELECT position, originator_id, originator_version, topic, payload, hash"  # noqa: S608
+            f" FROM {EVENTS} WHERE tenant_id = %s AND position > %s ORDER BY position LIMIT %s",
+            (tenant_id, after, limit),
+        )
+        return [
+            RecordedEvent(
+                tenant_id=tenant_id,
+                position=row["position"],
+                stream_id=row["originator_id"],
+                version=row["originator_version"],
+                topic=row["topic"],
+                payload=bytes(row["payload"]),
+                hash=bytes(row["hash"]),
+            )
+            for row in rows
+        ]
+
+    def head(self, tenant_id: UUID) -> TenantHead:
+        rows = self._fetch(
+            f"SELECT position, hash FROM {HEADS} WHERE tenant_id = %s",  # noqa: S608
+            (tenant_id,),
+        )
+        if not rows:
+            return TenantHead(tenant_id, 0, ZERO_HASH)
+        return TenantHead(tenant_id, rows[0]["position"], bytes(rows[0]["hash"]))
+
+    def heads(self) -> list[TenantHead]:
+        rows = self._fetch(
+            f"SELECT tenant_id, position, hash FROM {HEADS} WHERE position > 0"  # noqa: S608
+            " ORDER BY tenant_id",
+            (),
+        )
+        return [TenantHead(r["tenant_id"], r["position"], bytes(r["hash"])) for r in rows]
+
+    def tenants_ahead_of(self, tracker: str) -> list[TrackerLag]:
+        rows = self._fetch(
+            f"SELECT h.tenant_id, h.position AS head, COALESCE(t.position, 0) AS tracked"  # noqa: S608
+            f" FROM {HEADS} h LEFT JOIN {TRACKING} t"
+            " ON t.tenant_id = h.tenant_id AND t.tracker = %s"
+            " WHERE h.position > COALESCE(t.position, 0) ORDER BY h.tenant_id",
+            (tracker,),
+        )
+        return [TrackerLag(r["tenant_id"], r["head"], r["tracked"]) for r in rows]
+
+    def tracked_position(self, tracker: str, tenant_id: UUID) -> int:
+        rows = self._fetch(
+            f"SELECT position FROM {TRACKING} WHERE tenant_id = %s AND tracker = %s",  # noqa: S608
+            (tenant_id, tracker),
+        )
+        return int(rows[0]["position"]) if rows else 0
+
+    def record_tracking(self, tracker: str, tenant_id: UUID, position: int) -> None:
+        with self.datastore.get_connection() as conn:
+            conn.execute(
+                f"INSERT INTO {TRACKING} AS t (tenant_id, tracker, position)"  # noqa: S608
+                " VALUES (%s, %s, %s) ON CONFLICT (tenant_id, tracker)"
+                " DO UPDATE SET position = excluded.position WHERE t.position < excluded.position",
+                (tenant_id, tracker, position),
+            )
+
+    def close(self) -> None:
+        self.datastore.close()
+
+    @retry(RETRYABLE, max_attempts=10, wait=0.2)
+    def _fetch(self, statement: str, params: Sequence[Any]) -> list[DictRow]:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(statement, params, prepare=True)
+            return curs.fetchall()

@@ -1,0 +1,123 @@
+"""The tenant-partitioned store: what both the PostgreSQL and the SQLite implementation offer."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import (
+    AggregateRecorder,
+    ApplicationRecorder,
+    InfrastructureFactory,
+    ProcessRecorder,
+    TrackingRecorder,
+)
+from eventsourcing.utils import Environment
+
+from eventstore.records import RecordedEvent, TenantHead, TrackerLag, Verification
+from eventstore.verify import verify_chain
+
+DEFAULT_PAGE_SIZE = 1000
+
+
+class LedgerStore(ABC):
+    """Owns the connections to one database and hands out recorders bound to one tenant.
+
+    Every read and write carries the tenant: reading tenant A never returns an event of tenant B,
+    and on PostgreSQL a stream read touches only the tenant's hash partition.
+    """
+
+    def factory_for(self, tenant_id: UUID) -> InfrastructureFactory:
+        """The library's infrastructure factory for one tenant's application."""
+        return TenantFactory(self, tenant_id)
+
+    @abstractmethod
+    def application_recorder(self, tenant_id: UUID) -> ApplicationRecorder:
+        """The events recorder of one tenant (positions are its notification ids)."""
+
+    @abstractmethod
+    def snapshot_recorder(self, tenant_id: UUID) -> AggregateRecorder:
+        """The snapshots recorder of one tenant."""
+
+    @abstractmethod
+    def read(
+        self, tenant_id: UUID, after: int = 0, limit: int = DEFAULT_PAGE_SIZE
+    ) -> list[RecordedEvent]:
+        """A page of the tenant's events after a position, in position order."""
+
+    @abstractmethod
+    def head(self, tenant_id: UUID) -> TenantHead:
+        """The tenant's last position and hash (position 0 before its first event)."""
+
+    @abstractmethod
+    def heads(self) -> list[TenantHead]:
+        """Every tenant that has recorded an event, by tenant id."""
+
+    @abstractmethod
+    def tenants_ahead_of(self, tracker: str) -> list[TrackerLag]:
+        """The tenants whose head is beyond what the named tracker has processed."""
+
+    @abstractmethod
+    def tracked_position(self, tracker: str, tenant_id: UUID) -> int:
+        """The last position the named tracker recorded for the tenant (0 if none)."""
+
+    @abstractmethod
+    def record_tracking(self, tracker: str, tenant_id: UUID, position: int) -> None:
+        """Records that the tracker has processed the tenant's events up to the position."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Closes the connections."""
+
+    def iter_events(
+        self, tenant_id: UUID, after: int = 0, page_size: int = DEFAULT_PAGE_SIZE
+    ) -> Iterator[RecordedEvent]:
+        """The tenant's events after a position, read page by page."""
+        while True:
+            page = self.read(tenant_id, after=after, limit=page_size)
+            yield from page
+            if len(page) < page_size:
+                return
+            after = page[-1].position
+
+    def verify(self, tenant_id: UUID, page_size: int = 5000) -> Verification:
+        """Recomputes the tenant's hash chain; reports the first position that does not match."""
+        head = self.head(tenant_id)
+        return verify_chain(tenant_id, self.iter_events(tenant_id, page_size=page_size), head)
+
+    def __enter__(self) -> LedgerStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class TenantFactory(InfrastructureFactory[TrackingRecorder]):
+    """The library's factory for one tenant: recorders bound to the tenant, shared connections."""
+
+    def __init__(self, store: LedgerStore, tenant_id: UUID) -> None:
+        super().__init__(Environment("Ledger", {}))
+        self.store = store
+        self.tenant_id = tenant_id
+
+    def aggregate_recorder(self, purpose: str = "events") -> AggregateRecorder:
+        if purpose == "snapshots":
+            return self.store.snapshot_recorder(self.tenant_id)
+        return self.store.application_recorder(self.tenant_id)
+
+    def application_recorder(self) -> ApplicationRecorder:
+        return self.store.application_recorder(self.tenant_id)
+
+    def tracking_recorder(self, tracking_recorder_class: Any = None) -> TrackingRecorder:
+        raise NotImplementedError("projections track positions per tenant in the read-model tables")
+
+    def process_recorder(self) -> ProcessRecorder:
+        raise NotImplementedError("process applications are not used by the ledger")
+
+    def is_snapshotting_enabled(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        """The store, not the tenant's factory, owns the connections."""

@@ -1,0 +1,1 @@
+"""Composition root: settings, wiring of the store and applications, the `ledger` CLI."""

@@ -1,0 +1,170 @@
+"""The ``ledger`` command line: database migrations, tenants, audit verification."""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, NoReturn, TypeVar
+
+import typer
+from eventsourcing.persistence import PersistenceError
+from pydantic import ValidationError
+
+from domain.errors import DomainError, NotFound
+from domain.ids import tenant_id_for
+from domain.metadata import Actor, EventMetadata
+from domain.tenant import Tenant
+from ledger import migrate
+from ledger.settings import Settings
+from ledger.wiring import Ledger, check_schema
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+db_app = typer.Typer(no_args_is_help=True, help="Database schema (Alembic migrations).")
+tenant_app = typer.Typer(no_args_is_help=True, help="Tenants: the unit of isolation.")
+audit_app = typer.Typer(no_args_is_help=True, help="Audit: hash-chain verification.")
+app.add_typer(db_app, name="db")
+app.add_typer(tenant_app, name="tenant")
+app.add_typer(audit_app, name="audit")
+
+T = TypeVar("T")
+
+
+def fail(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(1)
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as error:
+        first = error.errors()[0]
+        fail(f"LEDGER_{str(first['loc'][0]).upper()}: {first['msg']}")
+
+
+def cli_meta() -> EventMetadata:
+    return EventMetadata(actor=Actor(kind="cli", id=getpass.getuser(), roles=("admin",)))
+
+
+@contextmanager
+def opened_ledger() -> Iterator[Ledger]:
+    """The ledger of the configured database, with errors turned into one-line messages."""
+    settings = load_settings()
+    with guarded(lambda: check_schema(settings)):
+        pass
+    ledger = Ledger.from_settings(settings)
+    try:
+        with guarded(lambda: None):
+            yield ledger
+    finally:
+        ledger.close()
+
+
+@contextmanager
+def guarded(action: Callable[[], T]) -> Iterator[T]:
+    try:
+        yield action()
+    except DomainError as error:
+        fail(str(error))
+    except PersistenceError as error:
+        fail(f"database: {str(error).splitlines()[0]}")
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    partitions: Annotated[
+        int | None,
+        typer.Option(help="Hash partitions of the events table, when it is first created."),
+    ] = None,
+) -> None:
+    """Applies every pending migration (creates the schema on first use)."""
+    settings = load_settings()
+    count = partitions if partitions is not None else settings.event_partitions
+    if not 1 <= count <= 1024:
+        fail("--partitions must be between 1 and 1024")
+    try:
+        migrate.upgrade(settings.sqlalchemy_url, count)
+        revision = migrate.current_revision(settings.sqlalchemy_url)
+    except Exception as error:  # noqa: BLE001 - any driver error becomes one line
+        fail(f"migration failed: {str(error).splitlines()[0]}")
+    typer.echo(f"database at revision {revision}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Prints the database's schema revision and the one this code expects."""
+    settings = load_settings()
+    try:
+        found = migrate.current_revision(settings.sqlalchemy_url)
+    except Exception as error:  # noqa: BLE001
+        fail(f"database: {str(error).splitlines()[0]}")
+    typer.echo(f"current: {found or 'none'}  expected: {migrate.expected_revision()}")
+
+
+@tenant_app.command("create")
+def tenant_create(
+    slug: Annotated[str, typer.Argument(help="Lowercase letters, digits and hyphens.")],
+    name: Annotated[str | None, typer.Option(help="Display name (default: the slug).")] = None,
+    timezone: Annotated[str, typer.Option(help="IANA time zone of the business.")] = "UTC",
+    exist_ok: Annotated[
+        bool, typer.Option("--exist-ok", help="Print the id of an existing tenant, exit 0.")
+    ] = False,
+) -> None:
+    """Registers a tenant and prints its id."""
+    with opened_ledger() as ledger:
+        tenant_id = tenant_id_for(slug)
+        app_ = ledger.app(tenant_id)
+        if exist_ok and ledger.store.head(tenant_id).position > 0:
+            typer.echo(str(tenant_id))
+            return
+        tenant = app_.create_tenant(slug, name, timezone, cli_meta())
+        typer.echo(str(tenant.id))
+
+
+@tenant_app.command("list")
+def tenant_list() -> None:
+    """Lists the tenants with their id, time zone and head position."""
+    with opened_ledger() as ledger:
+        rows = []
+        for head in ledger.store.heads():
+            try:
+                tenant: Tenant = ledger.app(head.tenant_id).load(head.tenant_id, Tenant)
+            except NotFound:
+                continue
+            rows.append((str(tenant.id), tenant.slug, tenant.timezone, str(head.position), tenant.name))
+        if not rows:
+            typer.echo("no tenants yet; create one with `ledger tenant create SLUG`")
+            return
+        header = ("ID", "SLUG", "TIMEZONE", "POSITION", "NAME")
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+        for row in [header, *rows]:
+            padded = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+            typer.echo("  ".join([*padded, row[4]]))
+
+
+@audit_app.command("verify")
+def audit_verify(
+    tenant: Annotated[str, typer.Option(help="The tenant's slug.")],
+) -> None:
+    """Recomputes the tenant's hash chain; exits 1 at the first position that does not match."""
+    with opened_ledger() as ledger:
+        tenant_id = tenant_id_for(tenant)
+        if ledger.store.head(tenant_id).position == 0:
+            fail(f"tenant {tenant!r} not found")
+        result = ledger.store.verify(tenant_id)
+        typer.echo(f"tenant: {tenant} ({tenant_id})")
+        typer.echo(f"checked to position: {result.checked_to_position}")
+        typer.echo(f"head hash: {result.head_hash.hex()}")
+        if not result.ok:
+            fail(f"first bad position: {result.first_bad_position} ({result.reason})")
+        typer.echo("ok: the hash chain matches every stored payload")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

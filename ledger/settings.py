@@ -1,0 +1,47 @@
+"""Every setting is an environment variable with the ``LEDGER_`` prefix."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """The ledger's settings, read from the environment (and a ``.env`` file, if present)."""
+
+    model_config = SettingsConfigDict(env_prefix="LEDGER_", env_file=".env", extra="ignore")
+
+    database_url: str = Field(
+        default="sqlite:///./ledger.db",
+        description="sqlite:///<path> (embedded default) or postgresql://user:pass@host:port/db",
+    )
+    snapshot_interval: int = Field(
+        default=100, ge=0, description="Snapshot a stream every N events (0: never)."
+    )
+    event_partitions: int = Field(
+        default=16, ge=1, le=1024, description="Hash partitions of the events table (migration)."
+    )
+    db_pool_size: int = Field(default=5, ge=1, description="Database connections kept open.")
+    db_max_overflow: int = Field(default=10, ge=0, description="Extra connections under load.")
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_scheme(cls, url: str) -> str:
+        if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError("must start with sqlite:/// or postgresql://")
+        return url
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite:///")
+
+    @property
+    def sqlite_path(self) -> str:
+        return self.database_url.removeprefix("sqlite:///")
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The same database for SQLAlchemy and Alembic (psycopg 3 driver on PostgreSQL)."""
+        if self.is_sqlite:
+            return self.database_url
+        return "postgresql+psycopg://" + self.database_url.split("://", 1)[1]
