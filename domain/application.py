@@ -33,11 +33,12 @@ class TenantApplication(Application[UUID]):
         factory: InfrastructureFactory,
         *,
         snapshot_interval: int = 100,
+        snapshotted: tuple[type[MutableOrImmutableAggregate[UUID]], ...] = SNAPSHOTTED,
     ) -> None:
         self.tenant_id = tenant_id
         self._shared_factory = factory
         self.snapshotting_intervals = (
-            dict.fromkeys(SNAPSHOTTED, snapshot_interval) if snapshot_interval > 0 else {}
+            dict.fromkeys(snapshotted, snapshot_interval) if snapshot_interval > 0 else {}
         )
         super().__init__(env={"IS_SNAPSHOTTING_ENABLED": "y" if snapshot_interval > 0 else "n"})
 

@@ -238,6 +238,13 @@ class TenantSQLiteSnapshotRecorder(SQLiteAggregateRecorder):
         return [StoredEvent(originator_id, r["originator_version"], r["topic"], r[2]) for r in rows]
 
 
+def _blob(value: object) -> bytes:
+    """A BLOB column's bytes; a value of another type (a tampered row) is read as its text."""
+    if isinstance(value, bytes | memoryview):
+        return bytes(value)
+    return str(value).encode()
+
+
 def _select_stream(
     datastore: SQLiteDatastore,
     table: str,
@@ -303,8 +310,8 @@ class SQLiteLedgerStore(LedgerStore):
                 stream_id=UUID(r["originator_id"]),
                 version=r["originator_version"],
                 topic=r["topic"],
-                payload=bytes(r["payload"]),
-                hash=bytes(r["hash"]),
+                payload=_blob(r["payload"]),
+                hash=_blob(r["hash"]),
             )
             for r in rows
         ]
@@ -316,7 +323,7 @@ class SQLiteLedgerStore(LedgerStore):
         )
         if not rows:
             return TenantHead(tenant_id, 0, ZERO_HASH)
-        return TenantHead(tenant_id, rows[0]["position"], bytes(rows[0]["hash"]))
+        return TenantHead(tenant_id, rows[0]["position"], _blob(rows[0]["hash"]))
 
     def heads(self) -> list[TenantHead]:
         rows = self._fetch(
@@ -324,7 +331,7 @@ class SQLiteLedgerStore(LedgerStore):
             " ORDER BY tenant_id",
             (),
         )
-        return [TenantHead(UUID(r["tenant_id"]), r["position"], bytes(r["hash"])) for r in rows]
+        return [TenantHead(UUID(r["tenant_id"]), r["position"], _blob(r["hash"])) for r in rows]
 
     def tenants_ahead_of(self, tracker: str) -> list[TrackerLag]:
         rows = self._fetch(

@@ -6,7 +6,9 @@ import threading
 from collections import OrderedDict
 from uuid import UUID
 
-from domain.application import TenantApplication
+from eventsourcing.domain import MutableOrImmutableAggregate
+
+from domain.application import SNAPSHOTTED, TenantApplication
 from domain.errors import DomainError
 from eventstore.postgres import PostgresLedgerStore
 from eventstore.sqlite import SQLiteLedgerStore
@@ -46,10 +48,16 @@ class Ledger:
     """One process's store and its tenants' applications (created on first use, then reused)."""
 
     def __init__(
-        self, store: LedgerStore, *, snapshot_interval: int = 100, max_cached_tenants: int = 1024
+        self,
+        store: LedgerStore,
+        *,
+        snapshot_interval: int = 100,
+        snapshotted: tuple[type[MutableOrImmutableAggregate[UUID]], ...] = SNAPSHOTTED,
+        max_cached_tenants: int = 1024,
     ) -> None:
         self.store = store
         self.snapshot_interval = snapshot_interval
+        self.snapshotted = snapshotted
         self.max_cached_tenants = max_cached_tenants
         self._apps: OrderedDict[UUID, TenantApplication] = OrderedDict()
         self._lock = threading.Lock()
@@ -67,6 +75,7 @@ class Ledger:
                     tenant_id,
                     self.store.factory_for(tenant_id),
                     snapshot_interval=self.snapshot_interval,
+                    snapshotted=self.snapshotted,
                 )
                 self._apps[tenant_id] = app
                 if len(self._apps) > self.max_cached_tenants:

@@ -1,0 +1,78 @@
+"""Fixtures: a fresh PostgreSQL database per run, a fresh SQLite file per test, a tenant per test."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+
+from eventstore.postgres import PostgresLedgerStore
+from eventstore.sqlite import SQLiteLedgerStore
+from eventstore.store import LedgerStore
+from ledger import migrate
+from ledger.settings import Settings
+from ledger.wiring import Ledger
+from tests.pgserver import fresh_database, postgres_server
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def pg_url(pg_server: str) -> Iterator[str]:
+    """A migrated database created for this test run and dropped after it."""
+    with fresh_database(pg_server, f"ledger_test_{uuid.uuid4().hex[:12]}") as url:
+        migrate.upgrade(Settings(database_url=url).sqlalchemy_url, partitions=16)
+        yield url
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "ledger.db"
+    migrate.upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+def sqlite_url(sqlite_template: Path, tmp_path: Path) -> str:
+    """A migrated SQLite file of this test's own."""
+    path = tmp_path / "ledger.db"
+    shutil.copyfile(sqlite_template, path)
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest) -> str:
+    fixture = "sqlite_url" if request.param == "sqlite" else "pg_url"
+    url: str = request.getfixturevalue(fixture)
+    return url
+
+
+def open_store(url: str) -> LedgerStore:
+    if url.startswith("sqlite:///"):
+        return SQLiteLedgerStore(url.removeprefix("sqlite:///"), pool_size=8)
+    return PostgresLedgerStore(url, pool_size=8, max_overflow=4)
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[LedgerStore]:
+    with open_store(database_url) as opened:
+        yield opened
+
+
+@pytest.fixture
+def ledger(store: LedgerStore) -> Ledger:
+    return Ledger(store, snapshot_interval=0)
+
+
+@pytest.fixture
+def tenant() -> UUID:
+    """A tenant of this test alone."""
+    return uuid.uuid4()

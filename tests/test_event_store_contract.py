@@ -1,0 +1,302 @@
+"""The event store's contract, run against SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from uuid import UUID, uuid4
+
+import pytest
+from eventsourcing.persistence import IntegrityError
+
+from domain.errors import ConcurrencyConflict
+from domain.metadata import Actor, EventMetadata
+from eventstore.envelope import ZERO_HASH
+from eventstore.store import LedgerStore
+from ledger.wiring import Ledger
+from tests.aggregates import Counter
+
+META = EventMetadata()
+
+
+def new_counter(ledger: Ledger, tenant: UUID, name: str = "c") -> Counter:
+    counter = Counter(name=name)
+    ledger.app(tenant).save(counter, meta=META)
+    return counter
+
+
+def test_positions_of_a_tenant_start_at_one_and_follow_each_save(
+    ledger: Ledger, tenant: UUID
+) -> None:
+    counter = new_counter(ledger, tenant)
+    counter.increment()
+    counter.increment()
+    recordings = ledger.app(tenant).save(counter, meta=META)
+
+    assert [r.notification.id for r in recordings] == [2, 3]
+    assert [e.position for e in ledger.store.read(tenant)] == [1, 2, 3]
+    assert ledger.store.head(tenant).position == 3
+
+
+def test_concurrent_writers_on_several_tenants_leave_gap_free_positions_per_tenant(
+    ledger: Ledger,
+) -> None:
+    tenants = [uuid4() for _ in range(3)]
+    saves_per_writer, writers_per_tenant = 15, 3
+    errors: list[BaseException] = []
+
+    def write(tenant: UUID) -> None:
+        try:
+            counter = new_counter(ledger, tenant)
+            for _ in range(saves_per_writer):
+                counter.increment()
+                ledger.app(tenant).save(counter, meta=META)
+        except BaseException as error:  # surfaced below
+            errors.append(error)
+
+    threads = [
+        threading.Thread(target=write, args=(t,)) for t in tenants for _ in range(writers_per_tenant)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    expected = writers_per_tenant * (saves_per_writer + 1)
+    for tenant in tenants:
+        events = list(ledger.store.iter_events(tenant, page_size=7))
+        assert [e.position for e in events] == list(range(1, expected + 1))
+        versions_by_stream: dict[UUID, list[int]] = defaultdict(list)
+        for event in events:
+            versions_by_stream[event.stream_id].append(event.version)
+        assert all(v == list(range(1, len(v) + 1)) for v in versions_by_stream.values())
+        assert ledger.store.verify(tenant).ok
+
+
+def test_a_follower_reading_while_writers_commit_never_skips_a_position(
+    ledger: Ledger, tenant: UUID
+) -> None:
+    """Positions are given in commit order: a reader that follows them sees every event."""
+    done = threading.Event()
+    seen: list[int] = []
+
+    def follow() -> None:
+        after = 0
+        while True:
+            finished = done.is_set()
+            page = ledger.store.read(tenant, after=after, limit=50)
+            seen.extend(e.position for e in page)
+            after = page[-1].position if page else after
+            if finished and not page:
+                return
+
+    def write() -> None:
+        counter = new_counter(ledger, tenant)
+        for _ in range(20):
+            counter.increment()
+            ledger.app(tenant).save(counter, meta=META)
+
+    follower = threading.Thread(target=follow)
+    follower.start()
+    writers = [threading.Thread(target=write) for _ in range(4)]
+    for thread in writers:
+        thread.start()
+    for thread in writers:
+        thread.join()
+    done.set()
+    follower.join()
+
+    assert seen == list(range(1, 4 * 21 + 1))
+
+
+def test_a_stale_write_raises_the_librarys_concurrency_error(ledger: Ledger, tenant: UUID) -> None:
+    app = ledger.app(tenant)
+    counter = new_counter(ledger, tenant)
+    first, second = app.repository.get(counter.id), app.repository.get(counter.id)
+    first.increment()
+    second.increment(5)
+    app.save(first, meta=META)
+
+    with pytest.raises(IntegrityError):
+        app.save(second, meta=META)
+    assert app.repository.get(counter.id).total == 1
+    assert ledger.store.head(tenant).position == 2
+
+
+def test_a_stale_write_through_record_is_a_typed_concurrency_conflict(
+    ledger: Ledger, tenant: UUID
+) -> None:
+    app = ledger.app(tenant)
+    counter = new_counter(ledger, tenant)
+    stale = app.repository.get(counter.id)
+    counter.increment()
+    app.record(counter, meta=META)
+    stale.increment()
+
+    with pytest.raises(ConcurrencyConflict):
+        app.record(stale, meta=META)
+
+
+def test_a_save_of_several_aggregates_is_all_or_nothing(ledger: Ledger, tenant: UUID) -> None:
+    app = ledger.app(tenant)
+    stale_target = new_counter(ledger, tenant, "stale")
+    stale = app.repository.get(stale_target.id)
+    stale_target.increment()
+    app.save(stale_target, meta=META)
+    fresh = Counter(name="fresh")
+    fresh.increment()
+    stale.increment()
+    head_before = ledger.store.head(tenant)
+
+    with pytest.raises(IntegrityError):
+        app.save(fresh, stale, meta=META)
+
+    assert ledger.store.head(tenant) == head_before
+    assert fresh.id not in app.repository
+    assert [e.position for e in ledger.store.read(tenant)] == [1, 2]
+
+
+def test_a_save_of_several_aggregates_gets_consecutive_positions(
+    ledger: Ledger, tenant: UUID
+) -> None:
+    app = ledger.app(tenant)
+    one, two = Counter(name="one"), Counter(name="two")
+    one.increment()
+    two.increment()
+    recordings = app.save(one, two, meta=META)
+
+    assert [r.notification.id for r in recordings] == [1, 2, 3, 4]
+    assert app.repository.get(one.id).total == 1
+    assert app.repository.get(two.id).total == 1
+    assert ledger.store.verify(tenant).ok
+
+
+def test_reading_tenant_a_never_returns_an_event_of_tenant_b(ledger: Ledger) -> None:
+    tenant_a, tenant_b = uuid4(), uuid4()
+    counter = new_counter(ledger, tenant_a, "a")
+    twin = Counter(name="b")  # the same stream id in another tenant
+    object.__setattr__(twin, "_id", counter.id)
+    for event in twin.collect_events():
+        object.__setattr__(event, "originator_id", counter.id)
+        ledger.app(tenant_b).save(event, meta=META)
+    counter.increment(3)
+    ledger.app(tenant_a).save(counter, meta=META)
+
+    assert ledger.app(tenant_a).repository.get(counter.id).name == "a"
+    assert ledger.app(tenant_b).repository.get(counter.id).name == "b"
+    assert ledger.app(tenant_b).repository.get(counter.id).total == 0
+    assert {e.tenant_id for e in ledger.store.read(tenant_a)} == {tenant_a}
+    assert [e.position for e in ledger.store.read(tenant_b)] == [1]
+    notifications = ledger.app(tenant_b).recorder.select_notifications(start=1, limit=10)
+    assert [n.id for n in notifications] == [1]
+    assert ledger.app(tenant_b).recorder.max_notification_id() == 1
+
+
+def test_every_event_carries_its_metadata(ledger: Ledger, tenant: UUID) -> None:
+    cause = uuid4()
+    effective = datetime(2026, 11, 1, 8, 30, tzinfo=UTC)
+    meta = EventMetadata(
+        actor=Actor(kind="api_key", id="key-7", roles=("warehouse_operator",)),
+        request_id="req-1",
+        idempotency_key="idem-1",
+        causation_id=cause,
+        effective_at=effective,
+    )
+    before = datetime.now(UTC)
+    ledger.app(tenant).save(Counter(name="m"), meta=meta)
+    ledger.app(tenant).save(Counter(name="n"), meta=EventMetadata())
+
+    first, second = ledger.store.read(tenant)
+    assert first.header["actor"] == {"kind": "api_key", "id": "key-7", "roles": ["warehouse_operator"]}
+    assert first.header["request_id"] == "req-1"
+    assert first.header["idempotency_key"] == "idem-1"
+    assert first.header["causation_id"] == str(cause)
+    assert first.header["effective_at"] == "2026-11-01T08:30:00Z"
+    recorded = datetime.fromisoformat(first.header["recorded_at"])
+    assert recorded.utcoffset() == timedelta(0)
+    assert before <= recorded <= datetime.now(UTC)
+    assert second.header["actor"]["kind"] == "system"
+    assert second.header["effective_at"] == second.header["recorded_at"]
+
+
+def test_the_hash_chain_can_be_recomputed_from_the_payloads_alone(
+    ledger: Ledger, tenant: UUID
+) -> None:
+    counter = new_counter(ledger, tenant)
+    for by in range(5):
+        counter.increment(by)
+    ledger.app(tenant).save(counter, meta=META)
+
+    previous = bytes(32)
+    for event in ledger.store.read(tenant):
+        previous = hashlib.sha256(previous + event.payload).digest()
+        assert event.hash == previous
+    assert ledger.store.head(tenant).hash == previous
+    assert ledger.store.verify(tenant).head_hash == previous
+
+
+def test_reading_in_pages_returns_every_event_once_in_order(ledger: Ledger, tenant: UUID) -> None:
+    counter = new_counter(ledger, tenant)
+    for _ in range(9):
+        counter.increment()
+        ledger.app(tenant).save(counter, meta=META)
+
+    assert [e.position for e in ledger.store.read(tenant, after=3, limit=4)] == [4, 5, 6, 7]
+    assert [e.position for e in ledger.store.iter_events(tenant, after=2, page_size=3)] == list(
+        range(3, 11)
+    )
+
+
+def test_a_tenant_without_events_is_at_position_zero(store: LedgerStore, tenant: UUID) -> None:
+    head = store.head(tenant)
+    assert (head.position, head.hash) == (0, ZERO_HASH)
+    assert store.read(tenant) == []
+    assert store.verify(tenant).ok
+
+
+def test_tenants_ahead_of_a_tracker_are_those_with_unprocessed_positions(ledger: Ledger) -> None:
+    behind, caught_up, untracked = uuid4(), uuid4(), uuid4()
+    for tenant in (behind, caught_up, untracked):
+        new_counter(ledger, tenant)
+        new_counter(ledger, tenant)
+    tracker = f"projection-{uuid4().hex}"
+    ledger.store.record_tracking(tracker, behind, 1)
+    ledger.store.record_tracking(tracker, caught_up, 2)
+    ledger.store.record_tracking(tracker, caught_up, 1)  # never moves back
+
+    lags = {lag.tenant_id: lag for lag in ledger.store.tenants_ahead_of(tracker)}
+
+    assert caught_up not in lags
+    assert (lags[behind].head, lags[behind].tracked, lags[behind].lag) == (2, 1, 1)
+    assert (lags[untracked].tracked, lags[untracked].lag) == (0, 2)
+    assert ledger.store.tracked_position(tracker, caught_up) == 2
+
+
+def test_loading_a_long_stream_starts_from_its_latest_snapshot(store: LedgerStore) -> None:
+    tenant = uuid4()
+    ledger = Ledger(store, snapshot_interval=10, snapshotted=(Counter,))
+    app = ledger.app(tenant)
+    counter = Counter(name="long")
+    app.save(counter, meta=META)
+    for _ in range(94):
+        counter.increment(2)
+        app.save(counter, meta=META)
+
+    read_back: list[int] = []
+    select = app.recorder.select_events
+
+    def counting_select(*args: object, **kwargs: object) -> object:
+        events = select(*args, **kwargs)  # type: ignore[arg-type]
+        read_back.append(len(events))
+        return events
+
+    app.recorder.select_events = counting_select  # type: ignore[method-assign]
+    loaded = app.repository.get(counter.id)
+
+    assert (loaded.version, loaded.total) == (95, 188)
+    assert read_back == [5]  # events after the snapshot at version 90
+    assert app.snapshots is not None
+    assert [s.originator_version for s in app.snapshots.get(counter.id)] == list(range(10, 91, 10))
