@@ -37,7 +37,8 @@ class TenantApplication(Application[UUID]):
     ) -> None:
         self.tenant_id = tenant_id
         self._shared_factory = factory
-        self.snapshotting_intervals = (
+        # Per instance: the interval is a setting, not a constant of the class.
+        self.snapshotting_intervals = (  # type: ignore[misc]
             dict.fromkeys(snapshotted, snapshot_interval) if snapshot_interval > 0 else {}
         )
         super().__init__(env={"IS_SNAPSHOTTING_ENABLED": "y" if snapshot_interval > 0 else "n"})
@@ -62,7 +63,7 @@ class TenantApplication(Application[UUID]):
     def load(self, aggregate_id: UUID, kind: type[Any]) -> Any:
         """The aggregate of this tenant with this id, or `NotFound`."""
         try:
-            aggregate = self.repository.get(aggregate_id)
+            aggregate: object = self.repository.get(aggregate_id)
         except AggregateNotFoundError:
             raise NotFound(f"{kind.__name__} {aggregate_id} not found") from None
         if not isinstance(aggregate, kind):

@@ -14,5 +14,5 @@ def tenant_id_for(slug: str) -> UUID:
 
 
 def stream_id(tenant_id: UUID, kind: str, *key: str) -> UUID:
-    """A stream id in the tenant's namespace, e.g. ``stream_id(t, "stock-item", sku, warehouse)``."""
+    """A stream id in the tenant's namespace: ``stream_id(t, "stock-item", sku, warehouse)``."""
     return uuid5(tenant_id, "\x1f".join((kind, *key)))

@@ -27,7 +27,7 @@ SYSTEM_ACTOR = Actor(kind="system", id="ledger")
 
 @dataclass(frozen=True)
 class EventMetadata:
-    """Recorded with each event of one save; `effective_at` is business time (None: recorded time)."""
+    """Recorded with each event of a save; `effective_at` is business time (None: recorded)."""
 
     actor: Actor = SYSTEM_ACTOR
     request_id: str | None = None

@@ -109,29 +109,41 @@ class TenantPostgresRecorder(PostgresApplicationRecorder):
         recorded_at = utc_now()
         payloads = [
             encode_payload(
-                self.tenant_id, s.originator_id, s.originator_version, s.topic, s.state, meta,
+                self.tenant_id,
+                s.originator_id,
+                s.originator_version,
+                s.topic,
+                s.state,
+                meta,
                 recorded_at,
             )
             for s in stored_events
         ]
+        params: dict[str, Any]
         if len(stored_events) == 1:
             event = stored_events[0]
-            statement, params = INSERT_ONE, {
-                "tenant_id": self.tenant_id,
-                "originator_id": event.originator_id,
-                "originator_version": event.originator_version,
-                "topic": event.topic,
-                "payload": payloads[0],
-            }
+            statement, params = (
+                INSERT_ONE,
+                {
+                    "tenant_id": self.tenant_id,
+                    "originator_id": event.originator_id,
+                    "originator_version": event.originator_version,
+                    "topic": event.topic,
+                    "payload": payloads[0],
+                },
+            )
         else:
-            statement, params = INSERT_MANY, {
-                "tenant_id": self.tenant_id,
-                "n": len(stored_events),
-                "payloads": payloads,
-                "ids": [s.originator_id for s in stored_events],
-                "versions": [s.originator_version for s in stored_events],
-                "topics": [s.topic for s in stored_events],
-            }
+            statement, params = (
+                INSERT_MANY,
+                {
+                    "tenant_id": self.tenant_id,
+                    "n": len(stored_events),
+                    "payloads": payloads,
+                    "ids": [s.originator_id for s in stored_events],
+                    "versions": [s.originator_version for s in stored_events],
+                    "topics": [s.topic for s in stored_events],
+                },
+            )
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(statement, params, prepare=True)
             positions = sorted(row["position"] for row in curs.fetchall())

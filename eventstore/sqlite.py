@@ -93,7 +93,12 @@ class TenantSQLiteRecorder(SQLiteApplicationRecorder):
         recorded_at = utc_now()
         payloads = [
             encode_payload(
-                self.tenant_id, s.originator_id, s.originator_version, s.topic, s.state, meta,
+                self.tenant_id,
+                s.originator_id,
+                s.originator_version,
+                s.topic,
+                s.state,
+                meta,
                 recorded_at,
             )
             for s in stored_events
@@ -111,8 +116,15 @@ class TenantSQLiteRecorder(SQLiteApplicationRecorder):
                 f"INSERT INTO {EVENTS} (tenant_id, originator_id, originator_version,"  # noqa: S608
                 " position, topic, payload, hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (self.tenant_key, str(s.originator_id), s.originator_version, p, s.topic,
-                     payload, digest)
+                    (
+                        self.tenant_key,
+                        str(s.originator_id),
+                        s.originator_version,
+                        p,
+                        s.topic,
+                        payload,
+                        digest,
+                    )
                     for s, p, payload, digest in zip(
                         stored_events, positions, payloads, hashes, strict=True
                     )
@@ -215,8 +227,7 @@ class TenantSQLiteSnapshotRecorder(SQLiteAggregateRecorder):
                 f"INSERT OR IGNORE INTO {SNAPSHOTS} (tenant_id, originator_id,"  # noqa: S608
                 " originator_version, topic, state) VALUES (?, ?, ?, ?, ?)",
                 [
-                    (self.tenant_key, str(s.originator_id), s.originator_version, s.topic,
-                     s.state)
+                    (self.tenant_key, str(s.originator_id), s.originator_version, s.topic, s.state)
                     for s in stored_events
                 ],
             )
@@ -232,7 +243,14 @@ class TenantSQLiteSnapshotRecorder(SQLiteAggregateRecorder):
         limit: int | None = None,
     ) -> Sequence[StoredEvent]:
         rows = _select_stream(
-            self.datastore, SNAPSHOTS, "state", self.tenant_key, originator_id, gt, lte, desc,
+            self.datastore,
+            SNAPSHOTS,
+            "state",
+            self.tenant_key,
+            originator_id,
+            gt,
+            lte,
+            desc,
             limit,
         )
         return [StoredEvent(originator_id, r["originator_version"], r["topic"], r[2]) for r in rows]

@@ -14,7 +14,7 @@ from eventstore.records import RecordedEvent, TenantHead, Verification
 def verify_chain(
     tenant_id: UUID, events: Iterable[RecordedEvent], head: TenantHead
 ) -> Verification:
-    """Checks positions 1..head in order: no gap, each hash chained, each header matching its row."""
+    """Checks positions 1..head in order: no gap, hashes chained, headers matching their rows."""
     previous = ZERO_HASH
     expected = 1
     for event in events:
@@ -32,9 +32,7 @@ def verify_chain(
     )
 
 
-def _problem(
-    tenant_id: UUID, event: RecordedEvent, expected: int, previous: bytes
-) -> str | None:
+def _problem(tenant_id: UUID, event: RecordedEvent, expected: int, previous: bytes) -> str | None:
     if event.position != expected:
         return f"position {expected} is missing"
     if chain(previous, event.payload) != event.hash:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import getpass
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, NoReturn, TypeVar
@@ -87,7 +86,7 @@ def db_upgrade(
     try:
         migrate.upgrade(settings.sqlalchemy_url, count)
         revision = migrate.current_revision(settings.sqlalchemy_url)
-    except Exception as error:  # noqa: BLE001 - any driver error becomes one line
+    except Exception as error:
         fail(f"migration failed: {str(error).splitlines()[0]}")
     typer.echo(f"database at revision {revision}")
 
@@ -98,7 +97,7 @@ def db_current() -> None:
     settings = load_settings()
     try:
         found = migrate.current_revision(settings.sqlalchemy_url)
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         fail(f"database: {str(error).splitlines()[0]}")
     typer.echo(f"current: {found or 'none'}  expected: {migrate.expected_revision()}")
 
@@ -133,7 +132,9 @@ def tenant_list() -> None:
                 tenant: Tenant = ledger.app(head.tenant_id).load(head.tenant_id, Tenant)
             except NotFound:
                 continue
-            rows.append((str(tenant.id), tenant.slug, tenant.timezone, str(head.position), tenant.name))
+            rows.append(
+                (str(tenant.id), tenant.slug, tenant.timezone, str(head.position), tenant.name)
+            )
         if not rows:
             typer.echo("no tenants yet; create one with `ledger tenant create SLUG`")
             return
@@ -167,4 +168,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

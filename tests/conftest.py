@@ -1,4 +1,4 @@
-"""Fixtures: a fresh PostgreSQL database per run, a fresh SQLite file per test, a tenant per test."""
+"""Fixtures: a fresh PostgreSQL database per run, a SQLite file per test, a tenant per test."""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ def tamper(url: str, statement: str, tenant: UUID, position: int, *extra: Any) -
             return cursor.rowcount
     with psycopg.connect(url, autocommit=True) as pg:
         pg.execute("SET session_replication_role = replica")  # superuser: skips triggers
-        return pg.execute(statement, (*extra, tenant, position)).rowcount  # type: ignore[arg-type]
+        return pg.execute(statement, (*extra, tenant, position)).rowcount
 
 
 def plain_update(url: str, tenant: UUID) -> None:
@@ -30,4 +30,4 @@ def plain_update(url: str, tenant: UUID) -> None:
             conn.execute(statement.replace("%s", "?"), (str(tenant),))
         return
     with psycopg.connect(url, autocommit=True) as pg:
-        pg.execute(statement, (tenant,))  # type: ignore[arg-type]
+        pg.execute(statement, (tenant,))

@@ -32,8 +32,9 @@ def test_db_upgrade_creates_the_schema_and_can_run_again(tmp_path: Path) -> None
 
 def test_tenant_create_prints_the_tenant_id(database_url: str) -> None:
     slug = unique_slug()
-    code, out, _ = ledger(database_url, "tenant", "create", slug, "--name", "Acme", "--timezone",
-                          "Europe/Berlin")
+    code, out, _ = ledger(
+        database_url, "tenant", "create", slug, "--name", "Acme", "--timezone", "Europe/Berlin"
+    )
     assert code == 0
     assert out.strip() == str(tenant_id_for(slug))
 
@@ -73,7 +74,9 @@ def test_invalid_tenant_input_is_refused_and_nothing_is_recorded(
 
 def test_tenant_list_shows_registered_tenants(database_url: str) -> None:
     slug = unique_slug()
-    ledger(database_url, "tenant", "create", slug, "--name", "Listed Ltd", "--timezone", "Asia/Tokyo")
+    ledger(
+        database_url, "tenant", "create", slug, "--name", "Listed Ltd", "--timezone", "Asia/Tokyo"
+    )
     code, out, _ = ledger(database_url, "tenant", "list")
     assert code == 0
     line = next(line for line in out.splitlines() if slug in line)

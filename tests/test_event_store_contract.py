@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
 import pytest
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, StoredEvent
 
 from domain.errors import ConcurrencyConflict
 from domain.metadata import Actor, EventMetadata
@@ -57,7 +58,9 @@ def test_concurrent_writers_on_several_tenants_leave_gap_free_positions_per_tena
             errors.append(error)
 
     threads = [
-        threading.Thread(target=write, args=(t,)) for t in tenants for _ in range(writers_per_tenant)
+        threading.Thread(target=write, args=(t,))
+        for t in tenants
+        for _ in range(writers_per_tenant)
     ]
     for thread in threads:
         thread.start()
@@ -115,7 +118,8 @@ def test_a_follower_reading_while_writers_commit_never_skips_a_position(
 def test_a_stale_write_raises_the_librarys_concurrency_error(ledger: Ledger, tenant: UUID) -> None:
     app = ledger.app(tenant)
     counter = new_counter(ledger, tenant)
-    first, second = app.repository.get(counter.id), app.repository.get(counter.id)
+    first: Counter = app.repository.get(counter.id)
+    second: Counter = app.repository.get(counter.id)
     first.increment()
     second.increment(5)
     app.save(first, meta=META)
@@ -131,7 +135,7 @@ def test_a_stale_write_through_record_is_a_typed_concurrency_conflict(
 ) -> None:
     app = ledger.app(tenant)
     counter = new_counter(ledger, tenant)
-    stale = app.repository.get(counter.id)
+    stale: Counter = app.repository.get(counter.id)
     counter.increment()
     app.record(counter, meta=META)
     stale.increment()
@@ -143,7 +147,7 @@ def test_a_stale_write_through_record_is_a_typed_concurrency_conflict(
 def test_a_save_of_several_aggregates_is_all_or_nothing(ledger: Ledger, tenant: UUID) -> None:
     app = ledger.app(tenant)
     stale_target = new_counter(ledger, tenant, "stale")
-    stale = app.repository.get(stale_target.id)
+    stale: Counter = app.repository.get(stale_target.id)
     stale_target.increment()
     app.save(stale_target, meta=META)
     fresh = Counter(name="fresh")
@@ -210,7 +214,11 @@ def test_every_event_carries_its_metadata(ledger: Ledger, tenant: UUID) -> None:
     ledger.app(tenant).save(Counter(name="n"), meta=EventMetadata())
 
     first, second = ledger.store.read(tenant)
-    assert first.header["actor"] == {"kind": "api_key", "id": "key-7", "roles": ["warehouse_operator"]}
+    assert first.header["actor"] == {
+        "kind": "api_key",
+        "id": "key-7",
+        "roles": ["warehouse_operator"],
+    }
     assert first.header["request_id"] == "req-1"
     assert first.header["idempotency_key"] == "idem-1"
     assert first.header["causation_id"] == str(cause)
@@ -275,7 +283,9 @@ def test_tenants_ahead_of_a_tracker_are_those_with_unprocessed_positions(ledger:
     assert ledger.store.tracked_position(tracker, caught_up) == 2
 
 
-def test_loading_a_long_stream_starts_from_its_latest_snapshot(store: LedgerStore) -> None:
+def test_loading_a_long_stream_starts_from_its_latest_snapshot(
+    store: LedgerStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     tenant = uuid4()
     ledger = Ledger(store, snapshot_interval=10, snapshotted=(Counter,))
     app = ledger.app(tenant)
@@ -288,13 +298,20 @@ def test_loading_a_long_stream_starts_from_its_latest_snapshot(store: LedgerStor
     read_back: list[int] = []
     select = app.recorder.select_events
 
-    def counting_select(*args: object, **kwargs: object) -> object:
-        events = select(*args, **kwargs)  # type: ignore[arg-type]
+    def counting_select(
+        originator_id: UUID | str,
+        *,
+        gt: int | None = None,
+        lte: int | None = None,
+        desc: bool = False,
+        limit: int | None = None,
+    ) -> Sequence[StoredEvent]:
+        events = select(originator_id, gt=gt, lte=lte, desc=desc, limit=limit)
         read_back.append(len(events))
         return events
 
-    app.recorder.select_events = counting_select  # type: ignore[method-assign]
-    loaded = app.repository.get(counter.id)
+    monkeypatch.setattr(app.recorder, "select_events", counting_select)
+    loaded: Counter = app.repository.get(counter.id)
 
     assert (loaded.version, loaded.total) == (95, 188)
     assert read_back == [5]  # events after the snapshot at version 90

@@ -52,8 +52,13 @@ def test_changing_any_single_payload_is_found_at_its_position(
     index = data.draw(st.integers(0, len(events) - 1))
     victim = events[index]
     events[index] = RecordedEvent(
-        victim.tenant_id, victim.position, victim.stream_id, victim.version, victim.topic,
-        victim.payload + b"!", victim.hash,
+        victim.tenant_id,
+        victim.position,
+        victim.stream_id,
+        victim.version,
+        victim.topic,
+        victim.payload + b"!",
+        victim.hash,
     )
     result = verify_chain(TENANT, events, head)
     assert (result.ok, result.first_bad_position) == (False, index + 1)

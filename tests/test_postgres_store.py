@@ -48,8 +48,13 @@ def test_an_open_write_of_one_tenant_never_delays_another_tenants_save(
         payload = encode_payload(busy, stream, 1, topic, b"{}", EventMetadata(), utc_now())
         held.execute(
             INSERT_ONE,
-            {"tenant_id": busy, "originator_id": stream, "originator_version": 1,
-             "topic": topic, "payload": payload},
+            {
+                "tenant_id": busy,
+                "originator_id": stream,
+                "originator_version": 1,
+                "topic": topic,
+                "payload": payload,
+            },
         )
 
         other_save = save_in_thread(pg_ledger, other, Counter(name="other"))
@@ -85,9 +90,7 @@ def test_events_and_snapshots_are_hash_partitioned_by_tenant(pg_url: str) -> Non
     assert partitions_of(pg_url, "ledger_events") == ("h", 16)
     assert partitions_of(pg_url, "ledger_snapshots") == ("h", 16)
     with psycopg.connect(pg_url) as conn:
-        key = conn.execute(
-            "SELECT pg_get_partkeydef('ledger_events'::regclass)"
-        ).fetchone()
+        key = conn.execute("SELECT pg_get_partkeydef('ledger_events'::regclass)").fetchone()
         primary_key = conn.execute(
             "SELECT pg_get_constraintdef(oid) FROM pg_constraint"
             " WHERE conrelid = 'ledger_events'::regclass AND contype = 'p'"

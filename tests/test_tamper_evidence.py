@@ -14,12 +14,18 @@ from tests.aggregates import Counter
 from tests.tamper import plain_update, tamper
 
 TAMPERING = {
-    "payload altered": ("UPDATE ledger_events SET payload = payload || %s"
-                        " WHERE tenant_id = %s AND position = %s", (b" ",)),
-    "hash replaced": ("UPDATE ledger_events SET hash = %s WHERE tenant_id = %s AND position = %s",
-                      (bytes(32),)),
-    "topic column altered": ("UPDATE ledger_events SET topic = %s"
-                             " WHERE tenant_id = %s AND position = %s", ("tests.aggregates:Other",)),
+    "payload altered": (
+        "UPDATE ledger_events SET payload = payload || %s WHERE tenant_id = %s AND position = %s",
+        (b" ",),
+    ),
+    "hash replaced": (
+        "UPDATE ledger_events SET hash = %s WHERE tenant_id = %s AND position = %s",
+        (bytes(32),),
+    ),
+    "topic column altered": (
+        "UPDATE ledger_events SET topic = %s WHERE tenant_id = %s AND position = %s",
+        ("tests.aggregates:Other",),
+    ),
     "row deleted": ("DELETE FROM ledger_events WHERE tenant_id = %s AND position = %s", ()),
 }
 

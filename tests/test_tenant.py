@@ -21,7 +21,9 @@ def test_a_tenant_registers_with_name_and_timezone() -> None:
     assert (tenant.slug, tenant.name, tenant.timezone) == ("acme", "Acme GmbH", "Europe/Berlin")
 
 
-@pytest.mark.parametrize("slug", ["", "UPPER", "-lead", "trail-", "under_score", "a" * 64, "sp ace"])
+@pytest.mark.parametrize(
+    "slug", ["", "UPPER", "-lead", "trail-", "under_score", "a" * 64, "sp ace"]
+)
 def test_a_slug_outside_dns_label_rules_is_refused(slug: str) -> None:
     with pytest.raises(ValidationFailed, match="slug"):
         Tenant.register(slug)

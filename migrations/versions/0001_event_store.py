@@ -23,7 +23,7 @@ def partition_count() -> int:
     value = context.config.attributes.get("partitions") or context.get_x_argument(
         as_dictionary=True
     ).get("partitions", DEFAULT_PARTITIONS)
-    count = int(value)
+    count = int(str(value))
     if not 1 <= count <= MAX_PARTITIONS:
         raise ValueError(f"partitions must be between 1 and {MAX_PARTITIONS}, not {count}")
     return count
