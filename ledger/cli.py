@@ -11,7 +11,7 @@ import typer
 from eventsourcing.persistence import PersistenceError
 from pydantic import ValidationError
 
-from domain.errors import DomainError, NotFound
+from domain.errors import AlreadyExists, DomainError, NotFound
 from domain.ids import tenant_id_for
 from domain.metadata import Actor, EventMetadata
 from domain.tenant import Tenant
@@ -114,12 +114,12 @@ def tenant_create(
     """Registers a tenant and prints its id."""
     with opened_ledger() as ledger:
         tenant_id = tenant_id_for(slug)
-        app_ = ledger.app(tenant_id)
-        if exist_ok and ledger.store.head(tenant_id).position > 0:
-            typer.echo(str(tenant_id))
-            return
-        tenant = app_.create_tenant(slug, name, timezone, cli_meta())
-        typer.echo(str(tenant.id))
+        try:
+            ledger.app(tenant_id).create_tenant(slug, name, timezone, cli_meta())
+        except AlreadyExists:
+            if not exist_ok:
+                raise
+        typer.echo(str(tenant_id))
 
 
 @tenant_app.command("list")
