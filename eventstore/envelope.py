@@ -9,12 +9,13 @@ payloads of a tenant in position order can recompute every hash.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 import orjson
+from eventsourcing.persistence import StoredEvent
 
 from domain.metadata import EventMetadata
 
@@ -48,6 +49,25 @@ def encode_payload(
         "causation_id": None if meta.causation_id is None else str(meta.causation_id),
     }
     return orjson.dumps(header) + _SEPARATOR + state
+
+
+def encode_payloads(
+    tenant_id: UUID, stored_events: Sequence[StoredEvent], meta: EventMetadata | None
+) -> list[bytes]:
+    """The payloads of one save: the same metadata and recorded time for each of its events."""
+    recorded_at = utc_now()
+    return [
+        encode_payload(
+            tenant_id,
+            s.originator_id,
+            s.originator_version,
+            s.topic,
+            s.state,
+            meta or EventMetadata(),
+            recorded_at,
+        )
+        for s in stored_events
+    ]
 
 
 def split_payload(payload: bytes) -> tuple[bytes, bytes]:

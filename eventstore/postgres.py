@@ -30,15 +30,24 @@ from eventsourcing.utils import retry
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import DictRow
 
-from domain.metadata import EventMetadata
-from eventstore.envelope import ZERO_HASH, encode_payload, payload_state, utc_now
+from eventstore.envelope import ZERO_HASH, encode_payloads, payload_state
+from eventstore.queries import (
+    EVENTS,
+    HEADS,
+    HEADS_QUERY,
+    SNAPSHOTS,
+    ahead_query,
+    head_query,
+    notifications_query,
+    read_query,
+    record_tracking_query,
+    stream_query,
+    tracked_query,
+)
 from eventstore.records import RecordedEvent, TenantHead, TrackerLag
 from eventstore.store import DEFAULT_PAGE_SIZE, LedgerStore
 
-EVENTS = "ledger_events"
-HEADS = "ledger_tenant_heads"
-SNAPSHOTS = "ledger_snapshots"
-TRACKING = "ledger_tracking"
+MARK = "%s"
 
 # One event: the head row yields the new position and hash; the insert reuses them.
 INSERT_ONE = f"""
@@ -105,20 +114,7 @@ class TenantPostgresRecorder(PostgresApplicationRecorder):
     ) -> Sequence[int] | None:
         if not stored_events:
             return []
-        meta = kwargs.get("meta") or EventMetadata()
-        recorded_at = utc_now()
-        payloads = [
-            encode_payload(
-                self.tenant_id,
-                s.originator_id,
-                s.originator_version,
-                s.topic,
-                s.state,
-                meta,
-                recorded_at,
-            )
-            for s in stored_events
-        ]
+        payloads = encode_payloads(self.tenant_id, stored_events, kwargs.get("meta"))
         params: dict[str, Any]
         if len(stored_events) == 1:
             event = stored_events[0]
@@ -164,32 +160,15 @@ class TenantPostgresRecorder(PostgresApplicationRecorder):
         desc: bool = False,
         limit: int | None = None,
     ) -> Sequence[StoredEvent]:
-        statement = (
-            f"SELECT originator_version, topic, payload FROM {EVENTS}"  # noqa: S608
-            " WHERE tenant_id = %s AND originator_id = %s"
+        rows = _select_stream(
+            self.datastore, EVENTS, "payload", self.tenant_id, originator_id, gt, lte, desc, limit
         )
-        params: list[Any] = [self.tenant_id, originator_id]
-        if gt is not None:
-            statement += " AND originator_version > %s"
-            params.append(gt)
-        if lte is not None:
-            statement += " AND originator_version <= %s"
-            params.append(lte)
-        statement += " ORDER BY originator_version" + (" DESC" if desc else "")
-        if limit is not None:
-            statement += " LIMIT %s"
-            params.append(limit)
-        with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(statement, params, prepare=True)
-            return [
-                StoredEvent(
-                    originator_id=originator_id,
-                    originator_version=row["originator_version"],
-                    topic=row["topic"],
-                    state=payload_state(row["payload"]),
-                )
-                for row in curs.fetchall()
-            ]
+        return [
+            StoredEvent(
+                originator_id, r["originator_version"], r["topic"], payload_state(r["payload"])
+            )
+            for r in rows
+        ]
 
     @retry(RETRYABLE, max_attempts=10, wait=0.2)
     def select_notifications(
@@ -201,22 +180,9 @@ class TenantPostgresRecorder(PostgresApplicationRecorder):
         *,
         inclusive_of_start: bool = True,
     ) -> Sequence[Notification]:
-        statement = (
-            f"SELECT position, originator_id, originator_version, topic, payload FROM {EVENTS}"  # noqa: S608
-            " WHERE tenant_id = %s"
+        statement, params = notifications_query(
+            MARK, self.tenant_id, start, limit, stop, topics, inclusive_of_start
         )
-        params: list[Any] = [self.tenant_id]
-        if start is not None:
-            statement += " AND position >= %s" if inclusive_of_start else " AND position > %s"
-            params.append(start)
-        if stop is not None:
-            statement += " AND position <= %s"
-            params.append(stop)
-        if topics:
-            statement += " AND topic = ANY(%s)"
-            params.append(list(topics))
-        statement += " ORDER BY position LIMIT %s"
-        params.append(limit)
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(statement, params, prepare=True)
             return [
@@ -233,11 +199,7 @@ class TenantPostgresRecorder(PostgresApplicationRecorder):
     @retry(RETRYABLE, max_attempts=10, wait=0.2)
     def max_notification_id(self) -> int | None:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(
-                f"SELECT position FROM {HEADS} WHERE tenant_id = %s",  # noqa: S608
-                (self.tenant_id,),
-                prepare=True,
-            )
+            curs.execute(head_query(MARK), (self.tenant_id,), prepare=True)
             row = curs.fetchone()
             return None if row is None or row["position"] == 0 else int(row["position"])
 
@@ -281,27 +243,32 @@ class TenantPostgresSnapshotRecorder(PostgresAggregateRecorder):
         desc: bool = False,
         limit: int | None = None,
     ) -> Sequence[StoredEvent]:
-        statement = (
-            f"SELECT originator_version, topic, state FROM {SNAPSHOTS}"  # noqa: S608
-            " WHERE tenant_id = %s AND originator_id = %s"
+        rows = _select_stream(
+            self.datastore, SNAPSHOTS, "state", self.tenant_id, originator_id, gt, lte, desc, limit
         )
-        params: list[Any] = [self.tenant_id, originator_id]
-        if gt is not None:
-            statement += " AND originator_version > %s"
-            params.append(gt)
-        if lte is not None:
-            statement += " AND originator_version <= %s"
-            params.append(lte)
-        statement += " ORDER BY originator_version" + (" DESC" if desc else "")
-        if limit is not None:
-            statement += " LIMIT %s"
-            params.append(limit)
-        with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(statement, params, prepare=True)
-            return [
-                StoredEvent(originator_id, row["originator_version"], row["topic"], row["state"])
-                for row in curs.fetchall()
-            ]
+        return [
+            StoredEvent(originator_id, r["originator_version"], r["topic"], r["state"])
+            for r in rows
+        ]
+
+
+def _select_stream(
+    datastore: PostgresDatastore,
+    table: str,
+    column: str,
+    tenant_id: UUID,
+    originator_id: UUID | str,
+    gt: int | None,
+    lte: int | None,
+    desc: bool,
+    limit: int | None,
+) -> list[DictRow]:
+    statement, params = stream_query(
+        table, column, MARK, tenant_id, originator_id, gt, lte, desc, limit
+    )
+    with datastore.get_connection() as conn, conn.cursor() as curs:
+        curs.execute(statement, params, prepare=True)
+        return curs.fetchall()
 
 
 class PostgresLedgerStore(LedgerStore):
@@ -330,11 +297,7 @@ class PostgresLedgerStore(LedgerStore):
     def read(
         self, tenant_id: UUID, after: int = 0, limit: int = DEFAULT_PAGE_SIZE
     ) -> list[RecordedEvent]:
-        rows = self._fetch(
-            f"SELECT position, originator_id, originator_version, topic, payload, hash"  # noqa: S608
-            f" FROM {EVENTS} WHERE tenant_id = %s AND position > %s ORDER BY position LIMIT %s",
-            (tenant_id, after, limit),
-        )
+        rows = self._fetch(read_query(MARK), (tenant_id, after, limit))
         return [
             RecordedEvent(
                 tenant_id=tenant_id,
@@ -349,47 +312,26 @@ class PostgresLedgerStore(LedgerStore):
         ]
 
     def head(self, tenant_id: UUID) -> TenantHead:
-        rows = self._fetch(
-            f"SELECT position, hash FROM {HEADS} WHERE tenant_id = %s",  # noqa: S608
-            (tenant_id,),
-        )
+        rows = self._fetch(head_query(MARK), (tenant_id,))
         if not rows:
             return TenantHead(tenant_id, 0, ZERO_HASH)
         return TenantHead(tenant_id, rows[0]["position"], bytes(rows[0]["hash"]))
 
     def heads(self) -> list[TenantHead]:
-        rows = self._fetch(
-            f"SELECT tenant_id, position, hash FROM {HEADS} WHERE position > 0"  # noqa: S608
-            " ORDER BY tenant_id",
-            (),
-        )
+        rows = self._fetch(HEADS_QUERY, ())
         return [TenantHead(r["tenant_id"], r["position"], bytes(r["hash"])) for r in rows]
 
     def tenants_ahead_of(self, tracker: str) -> list[TrackerLag]:
-        rows = self._fetch(
-            f"SELECT h.tenant_id, h.position AS head, COALESCE(t.position, 0) AS tracked"  # noqa: S608
-            f" FROM {HEADS} h LEFT JOIN {TRACKING} t"
-            " ON t.tenant_id = h.tenant_id AND t.tracker = %s"
-            " WHERE h.position > COALESCE(t.position, 0) ORDER BY h.tenant_id",
-            (tracker,),
-        )
+        rows = self._fetch(ahead_query(MARK), (tracker,))
         return [TrackerLag(r["tenant_id"], r["head"], r["tracked"]) for r in rows]
 
     def tracked_position(self, tracker: str, tenant_id: UUID) -> int:
-        rows = self._fetch(
-            f"SELECT position FROM {TRACKING} WHERE tenant_id = %s AND tracker = %s",  # noqa: S608
-            (tenant_id, tracker),
-        )
+        rows = self._fetch(tracked_query(MARK), (tenant_id, tracker))
         return int(rows[0]["position"]) if rows else 0
 
     def record_tracking(self, tracker: str, tenant_id: UUID, position: int) -> None:
         with self.datastore.get_connection() as conn:
-            conn.execute(
-                f"INSERT INTO {TRACKING} AS t (tenant_id, tracker, position)"  # noqa: S608
-                " VALUES (%s, %s, %s) ON CONFLICT (tenant_id, tracker)"
-                " DO UPDATE SET position = excluded.position WHERE t.position < excluded.position",
-                (tenant_id, tracker, position),
-            )
+            conn.execute(record_tracking_query(MARK), (tenant_id, tracker, position))
 
     def close(self) -> None:
         self.datastore.close()

@@ -30,15 +30,24 @@ from eventsourcing.sqlite import (
     SQLiteDatastore,
 )
 
-from domain.metadata import EventMetadata
-from eventstore.envelope import ZERO_HASH, chain_all, encode_payload, payload_state, utc_now
+from eventstore.envelope import ZERO_HASH, chain_all, encode_payloads, payload_state
+from eventstore.queries import (
+    EVENTS,
+    HEADS,
+    HEADS_QUERY,
+    SNAPSHOTS,
+    ahead_query,
+    head_query,
+    notifications_query,
+    read_query,
+    record_tracking_query,
+    stream_query,
+    tracked_query,
+)
 from eventstore.records import RecordedEvent, TenantHead, TrackerLag
 from eventstore.store import DEFAULT_PAGE_SIZE, LedgerStore
 
-EVENTS = "ledger_events"
-HEADS = "ledger_tenant_heads"
-SNAPSHOTS = "ledger_snapshots"
-TRACKING = "ledger_tracking"
+MARK = "?"
 
 LOCK_TIMEOUT_SECONDS = 30
 
@@ -89,20 +98,7 @@ class TenantSQLiteRecorder(SQLiteApplicationRecorder):
     ) -> Sequence[int] | None:
         if not stored_events:
             return []
-        meta = kwargs.get("meta") or EventMetadata()
-        recorded_at = utc_now()
-        payloads = [
-            encode_payload(
-                self.tenant_id,
-                s.originator_id,
-                s.originator_version,
-                s.topic,
-                s.state,
-                meta,
-                recorded_at,
-            )
-            for s in stored_events
-        ]
+        payloads = encode_payloads(self.tenant_id, stored_events, kwargs.get("meta"))
         with immediate_transaction(self.datastore) as cursor:
             cursor.execute(
                 f"SELECT position, hash FROM {HEADS} WHERE tenant_id = ?",  # noqa: S608
@@ -165,22 +161,9 @@ class TenantSQLiteRecorder(SQLiteApplicationRecorder):
         *,
         inclusive_of_start: bool = True,
     ) -> Sequence[Notification]:
-        statement = (
-            f"SELECT position, originator_id, originator_version, topic, payload FROM {EVENTS}"  # noqa: S608
-            " WHERE tenant_id = ?"
+        statement, params = notifications_query(
+            MARK, self.tenant_key, start, limit, stop, topics, inclusive_of_start
         )
-        params: list[Any] = [self.tenant_key]
-        if start is not None:
-            statement += " AND position >= ?" if inclusive_of_start else " AND position > ?"
-            params.append(start)
-        if stop is not None:
-            statement += " AND position <= ?"
-            params.append(stop)
-        if topics:
-            statement += f" AND topic IN ({','.join('?' * len(topics))})"
-            params.extend(topics)
-        statement += " ORDER BY position LIMIT ?"
-        params.append(limit)
         with self.datastore.transaction(commit=False) as cursor:
             cursor.execute(statement, params)
             return [
@@ -196,10 +179,7 @@ class TenantSQLiteRecorder(SQLiteApplicationRecorder):
 
     def max_notification_id(self) -> int:
         with self.datastore.transaction(commit=False) as cursor:
-            cursor.execute(
-                f"SELECT position FROM {HEADS} WHERE tenant_id = ?",  # noqa: S608
-                (self.tenant_key,),
-            )
+            cursor.execute(head_query(MARK), (self.tenant_key,))
             row = cursor.fetchone()
             return int(row["position"]) if row else 0
 
@@ -274,21 +254,9 @@ def _select_stream(
     desc: bool,
     limit: int | None,
 ) -> list[sqlite3.Row]:
-    statement = (
-        f"SELECT originator_version, topic, {column} FROM {table}"  # noqa: S608
-        " WHERE tenant_id = ? AND originator_id = ?"
+    statement, params = stream_query(
+        table, column, MARK, tenant_key, str(originator_id), gt, lte, desc, limit
     )
-    params: list[Any] = [tenant_key, str(originator_id)]
-    if gt is not None:
-        statement += " AND originator_version > ?"
-        params.append(gt)
-    if lte is not None:
-        statement += " AND originator_version <= ?"
-        params.append(lte)
-    statement += " ORDER BY originator_version" + (" DESC" if desc else "")
-    if limit is not None:
-        statement += " LIMIT ?"
-        params.append(limit)
     with datastore.transaction(commit=False) as cursor:
         cursor.execute(statement, params)
         rows: list[sqlite3.Row] = cursor.fetchall()
@@ -316,11 +284,7 @@ class SQLiteLedgerStore(LedgerStore):
     def read(
         self, tenant_id: UUID, after: int = 0, limit: int = DEFAULT_PAGE_SIZE
     ) -> list[RecordedEvent]:
-        rows = self._fetch(
-            f"SELECT position, originator_id, originator_version, topic, payload, hash"  # noqa: S608
-            f" FROM {EVENTS} WHERE tenant_id = ? AND position > ? ORDER BY position LIMIT ?",
-            (str(tenant_id), after, limit),
-        )
+        rows = self._fetch(read_query(MARK), (str(tenant_id), after, limit))
         return [
             RecordedEvent(
                 tenant_id=tenant_id,
@@ -335,47 +299,26 @@ class SQLiteLedgerStore(LedgerStore):
         ]
 
     def head(self, tenant_id: UUID) -> TenantHead:
-        rows = self._fetch(
-            f"SELECT position, hash FROM {HEADS} WHERE tenant_id = ?",  # noqa: S608
-            (str(tenant_id),),
-        )
+        rows = self._fetch(head_query(MARK), (str(tenant_id),))
         if not rows:
             return TenantHead(tenant_id, 0, ZERO_HASH)
         return TenantHead(tenant_id, rows[0]["position"], _blob(rows[0]["hash"]))
 
     def heads(self) -> list[TenantHead]:
-        rows = self._fetch(
-            f"SELECT tenant_id, position, hash FROM {HEADS} WHERE position > 0"  # noqa: S608
-            " ORDER BY tenant_id",
-            (),
-        )
+        rows = self._fetch(HEADS_QUERY, ())
         return [TenantHead(UUID(r["tenant_id"]), r["position"], _blob(r["hash"])) for r in rows]
 
     def tenants_ahead_of(self, tracker: str) -> list[TrackerLag]:
-        rows = self._fetch(
-            f"SELECT h.tenant_id, h.position AS head, COALESCE(t.position, 0) AS tracked"  # noqa: S608
-            f" FROM {HEADS} h LEFT JOIN {TRACKING} t"
-            " ON t.tenant_id = h.tenant_id AND t.tracker = ?"
-            " WHERE h.position > COALESCE(t.position, 0) ORDER BY h.tenant_id",
-            (tracker,),
-        )
+        rows = self._fetch(ahead_query(MARK), (tracker,))
         return [TrackerLag(UUID(r["tenant_id"]), r["head"], r["tracked"]) for r in rows]
 
     def tracked_position(self, tracker: str, tenant_id: UUID) -> int:
-        rows = self._fetch(
-            f"SELECT position FROM {TRACKING} WHERE tenant_id = ? AND tracker = ?",  # noqa: S608
-            (str(tenant_id), tracker),
-        )
+        rows = self._fetch(tracked_query(MARK), (str(tenant_id), tracker))
         return int(rows[0]["position"]) if rows else 0
 
     def record_tracking(self, tracker: str, tenant_id: UUID, position: int) -> None:
         with immediate_transaction(self.datastore) as cursor:
-            cursor.execute(
-                f"INSERT INTO {TRACKING} (tenant_id, tracker, position) VALUES (?, ?, ?)"  # noqa: S608
-                " ON CONFLICT (tenant_id, tracker) DO UPDATE SET position = excluded.position"
-                " WHERE position < excluded.position",
-                (str(tenant_id), tracker, position),
-            )
+            cursor.execute(record_tracking_query(MARK), (str(tenant_id), tracker, position))
 
     def close(self) -> None:
         self.datastore.close()
