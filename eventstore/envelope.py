@@ -31,18 +31,19 @@ def encode_payload(
     topic: str,
     state: bytes,
     meta: EventMetadata,
-    recorded_at: datetime,
+    recorded_at: datetime | str,
 ) -> bytes:
     """The exact bytes stored, hashed and returned by the audit feed for one event."""
-    effective_at = meta.effective_at or recorded_at
+    recorded = recorded_at if isinstance(recorded_at, str) else _iso(recorded_at)
+    effective = recorded if meta.effective_at is None else _iso(meta.effective_at)
     header = {
         "v": ENVELOPE_VERSION,
         "tenant_id": str(tenant_id),
         "stream_id": str(stream_id),
         "version": version,
         "topic": topic,
-        "recorded_at": _iso(recorded_at),
-        "effective_at": _iso(effective_at),
+        "recorded_at": recorded,
+        "effective_at": effective,
         "actor": meta.actor.as_dict(),
         "request_id": meta.request_id,
         "idempotency_key": meta.idempotency_key,
@@ -55,7 +56,7 @@ def encode_payloads(
     tenant_id: UUID, stored_events: Sequence[StoredEvent], meta: EventMetadata | None
 ) -> list[bytes]:
     """The payloads of one save: the same metadata and recorded time for each of its events."""
-    recorded_at = utc_now()
+    recorded_at = _iso(utc_now())
     return [
         encode_payload(
             tenant_id,

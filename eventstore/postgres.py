@@ -285,7 +285,9 @@ class PostgresLedgerStore(LedgerStore):
             pool_size=pool_size,
             max_overflow=max_overflow,
             idle_in_transaction_session_timeout=60,
-            pre_ping=True,
+            # No health-check query per checkout (a round trip per save): a broken connection
+            # fails its statement, is discarded by the pool, and the recorders' retry reconnects.
+            pre_ping=False,
         )
 
     def application_recorder(self, tenant_id: UUID) -> ApplicationRecorder:
