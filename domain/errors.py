@@ -35,3 +35,72 @@ class ConcurrencyConflict(DomainError):
     """Another writer changed the same stream first; the command may be retried."""
 
     code = "concurrency-conflict"
+
+
+class UnknownReference(DomainError):
+    """The command names a SKU, warehouse, bin, lot or reservation this tenant does not have."""
+
+    code = "unknown-reference"
+
+
+class InvalidQuantity(ValidationFailed):
+    """A quantity is not positive, or has more decimals than the product's unit allows."""
+
+
+class LotRequired(DomainError):
+    """A lot-tracked product needs a lot here."""
+
+    code = "lot-required"
+
+
+class InsufficientStock(DomainError):
+    """More was asked for than is available."""
+
+    code = "insufficient-stock"
+
+    def __init__(self, message: str, requested: object, available: object) -> None:
+        super().__init__(message)
+        self.requested = requested
+        self.available = available
+
+
+class LotExpired(DomainError):
+    """An expired lot was named for an issue, reservation, move or shipment."""
+
+    code = "lot-expired"
+
+
+class LotUnavailable(DomainError):
+    """The lot is on hold or in quarantine."""
+
+    code = "lot-unavailable"
+
+
+class LotConflict(DomainError):
+    """A receipt names an existing lot with a different expiry."""
+
+    code = "lot-conflict"
+
+
+class CountMismatch(DomainError):
+    """The ledger no longer holds what the scanner expected: stock moved since the scan."""
+
+    code = "count-mismatch"
+
+
+class PeriodLocked(DomainError):
+    """The effective time lies before the tenant's period lock date."""
+
+    code = "period-locked"
+
+
+class IdempotencyKeyReused(DomainError):
+    """The idempotency key was used before for a different request."""
+
+    code = "idempotency-key-reused"
+
+
+class StockOnHand(DomainError):
+    """A product's unit decimals or tracking flags cannot change while it has stock on hand."""
+
+    code = "invalid-state"

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
+import psycopg
 from eventsourcing.persistence import (
     AggregateRecorder,
     ApplicationRecorder,
@@ -30,14 +31,17 @@ from eventsourcing.utils import retry
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import DictRow
 
+from domain.idempotency import IdempotencyKeyTaken, IdempotencyRecord
 from eventstore.envelope import ZERO_HASH, encode_payloads, payload_state
 from eventstore.queries import (
     EVENTS,
     HEADS,
     HEADS_QUERY,
+    IDEMPOTENCY,
     SNAPSHOTS,
     ahead_query,
     head_query,
+    idempotency_query,
     notifications_query,
     read_query,
     record_tracking_query,
@@ -86,6 +90,22 @@ SELECT %(tenant_id)s::uuid, e.originator_id, e.originator_version, head.base + e
        WITH ORDINALITY AS e(originator_id, originator_version, topic, payload, ord)
 RETURNING position
 """  # noqa: S608
+
+
+def with_idempotency(statement: str, position: str) -> str:
+    """The same save, also recording the command's idempotency key (one statement, atomic)."""
+    keyed = (
+        "\n), idem AS (\n"  # noqa: S608
+        f"    INSERT INTO {IDEMPOTENCY} (tenant_id, key, fingerprint, outcome, position)\n"
+        "    SELECT %(tenant_id)s::uuid, %(key)s::text, %(fingerprint)s::bytea,"
+        f" %(outcome)s::bytea, {position} FROM head\n"
+        f")\nINSERT INTO {EVENTS} "
+    )
+    return statement.replace(f"\n)\nINSERT INTO {EVENTS} ", keyed, 1)
+
+
+INSERT_ONE_KEYED = with_idempotency(INSERT_ONE, "head.position")
+INSERT_MANY_KEYED = with_idempotency(INSERT_MANY, "head.base + %(n)s::bigint")
 
 CREATE_HEAD = f"""
 INSERT INTO {HEADS} (tenant_id, position, hash, prev_hash) VALUES (%s, 0, %s, %s)
@@ -140,15 +160,46 @@ class TenantPostgresRecorder(PostgresApplicationRecorder):
                     "topics": [s.topic for s in stored_events],
                 },
             )
+        idempotency: IdempotencyRecord | None = kwargs.get("idempotency")
+        if idempotency is not None:
+            statement = INSERT_ONE_KEYED if statement is INSERT_ONE else INSERT_MANY_KEYED
+            params.update(
+                key=idempotency.key,
+                fingerprint=idempotency.fingerprint,
+                outcome=idempotency.outcome,
+            )
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            try:
+                positions = self._execute_save(curs, statement, params)
+            except psycopg.errors.UniqueViolation as error:
+                if error.diag.constraint_name == "ledger_idempotency_pkey":
+                    raise IdempotencyKeyTaken(idempotency.key if idempotency else "") from None
+                raise
+        return positions
+
+    def _execute_save(
+        self, curs: psycopg.Cursor[DictRow], statement: str, params: dict[str, Any]
+    ) -> list[int]:
+        curs.execute(statement, params, prepare=True)
+        positions = sorted(row["position"] for row in curs.fetchall())
+        if not positions:
+            # The tenant's first save: create its head row, then save again.
+            curs.execute(CREATE_HEAD, (self.tenant_id, ZERO_HASH, ZERO_HASH))
             curs.execute(statement, params, prepare=True)
             positions = sorted(row["position"] for row in curs.fetchall())
-            if not positions:
-                # The tenant's first save: create its head row, then save again.
-                curs.execute(CREATE_HEAD, (self.tenant_id, ZERO_HASH, ZERO_HASH))
-                curs.execute(statement, params, prepare=True)
-                positions = sorted(row["position"] for row in curs.fetchall())
         return positions
+
+    @retry(RETRYABLE, max_attempts=10, wait=0.2)
+    def select_idempotency(self, key: str) -> IdempotencyRecord | None:
+        """What an idempotency key recorded in this tenant, if anything."""
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(idempotency_query(MARK), (self.tenant_id, key), prepare=True)
+            row = curs.fetchone()
+        if row is None:
+            return None
+        return IdempotencyRecord(
+            key, bytes(row["fingerprint"]), bytes(row["outcome"]), row["position"]
+        )
 
     @retry(RETRYABLE, max_attempts=10, wait=0.2)
     def select_events(

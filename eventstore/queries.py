@@ -9,6 +9,7 @@ EVENTS = "ledger_events"
 HEADS = "ledger_tenant_heads"
 SNAPSHOTS = "ledger_snapshots"
 TRACKING = "ledger_tracking"
+IDEMPOTENCY = "ledger_idempotency"
 
 
 def stream_query(
@@ -106,4 +107,12 @@ def record_tracking_query(mark: str) -> str:
         f"INSERT INTO {TRACKING} AS t (tenant_id, tracker, position)"  # noqa: S608
         f" VALUES ({mark}, {mark}, {mark}) ON CONFLICT (tenant_id, tracker)"
         " DO UPDATE SET position = excluded.position WHERE t.position < excluded.position"
+    )
+
+
+def idempotency_query(mark: str) -> str:
+    """What a key recorded (tenant, key)."""
+    return (
+        f"SELECT fingerprint, outcome, position FROM {IDEMPOTENCY}"  # noqa: S608
+        f" WHERE tenant_id = {mark} AND key = {mark}"
     )

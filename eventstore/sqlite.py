@@ -30,14 +30,17 @@ from eventsourcing.sqlite import (
     SQLiteDatastore,
 )
 
+from domain.idempotency import IdempotencyKeyTaken, IdempotencyRecord
 from eventstore.envelope import ZERO_HASH, chain_all, encode_payloads, payload_state
 from eventstore.queries import (
     EVENTS,
     HEADS,
     HEADS_QUERY,
+    IDEMPOTENCY,
     SNAPSHOTS,
     ahead_query,
     head_query,
+    idempotency_query,
     notifications_query,
     read_query,
     record_tracking_query,
@@ -108,6 +111,9 @@ class TenantSQLiteRecorder(SQLiteApplicationRecorder):
             base, previous = (row["position"], row["hash"]) if row else (0, ZERO_HASH)
             hashes = chain_all(previous, payloads)
             positions = list(range(base + 1, base + 1 + len(payloads)))
+            idempotency: IdempotencyRecord | None = kwargs.get("idempotency")
+            if idempotency is not None:
+                self._record_idempotency(cursor, idempotency, positions[-1])
             cursor.executemany(
                 f"INSERT INTO {EVENTS} (tenant_id, originator_id, originator_version,"  # noqa: S608
                 " position, topic, payload, hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -134,6 +140,29 @@ class TenantSQLiteRecorder(SQLiteApplicationRecorder):
                 (self.tenant_key, positions[-1], hashes[-1], previous),
             )
         return positions
+
+    def _record_idempotency(
+        self, cursor: SQLiteCursor, record: IdempotencyRecord, position: int
+    ) -> None:
+        try:
+            cursor.execute(
+                f"INSERT INTO {IDEMPOTENCY} (tenant_id, key, fingerprint, outcome, position)"  # noqa: S608
+                " VALUES (?, ?, ?, ?, ?)",
+                (self.tenant_key, record.key, record.fingerprint, record.outcome, position),
+            )
+        except sqlite3.IntegrityError:
+            raise IdempotencyKeyTaken(record.key) from None
+
+    def select_idempotency(self, key: str) -> IdempotencyRecord | None:
+        """What an idempotency key recorded in this tenant, if anything."""
+        with self.datastore.transaction(commit=False) as cursor:
+            cursor.execute(idempotency_query(MARK), (self.tenant_key, key))
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        return IdempotencyRecord(
+            key, _blob(row["fingerprint"]), _blob(row["outcome"]), row["position"]
+        )
 
     def select_events(
         self,

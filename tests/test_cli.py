@@ -10,8 +10,10 @@ from typer.testing import CliRunner
 
 from domain.ids import tenant_id_for
 from ledger.cli import app
+from ledger.migrate import expected_revision
 
 runner = CliRunner()
+HEAD = expected_revision()
 
 
 def ledger(url: str, *args: str) -> tuple[int, str, str]:
@@ -25,9 +27,9 @@ def unique_slug() -> str:
 
 def test_db_upgrade_creates_the_schema_and_can_run_again(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'fresh.db'}"
-    assert ledger(url, "db", "upgrade")[:2] == (0, "database at revision 0001\n")
+    assert ledger(url, "db", "upgrade")[:2] == (0, f"database at revision {HEAD}\n")
     assert ledger(url, "db", "upgrade")[0] == 0
-    assert "current: 0001" in ledger(url, "db", "current")[1]
+    assert f"current: {HEAD}" in ledger(url, "db", "current")[1]
 
 
 def test_tenant_create_prints_the_tenant_id(database_url: str) -> None:
@@ -101,7 +103,9 @@ def test_audit_verify_of_an_unknown_tenant_fails(sqlite_url: str) -> None:
 def test_commands_refuse_a_database_that_was_never_migrated(tmp_path: Path) -> None:
     code, _, err = ledger(f"sqlite:///{tmp_path / 'empty.db'}", "tenant", "list")
     assert code == 1
-    assert err == "error: database schema is at nothing, expected 0001; run `ledger db upgrade`\n"
+    assert err == (
+        f"error: database schema is at nothing, expected {HEAD}; run `ledger db upgrade`\n"
+    )
 
 
 def test_an_unsupported_database_url_is_a_one_line_error() -> None:

@@ -13,6 +13,7 @@ import pytest
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
 from domain.errors import ConcurrencyConflict
+from domain.idempotency import IdempotencyKeyTaken, IdempotencyRecord
 from domain.metadata import Actor, EventMetadata
 from eventstore.envelope import ZERO_HASH
 from eventstore.store import LedgerStore
@@ -317,3 +318,44 @@ def test_loading_a_long_stream_starts_from_its_latest_snapshot(
     assert read_back == [5]  # events after the snapshot at version 90
     assert app.snapshots is not None
     assert [s.originator_version for s in app.snapshots.get(counter.id)] == list(range(10, 91, 10))
+
+
+def test_an_idempotency_key_is_recorded_with_the_events_it_caused(
+    ledger: Ledger, tenant: UUID
+) -> None:
+    app = ledger.app(tenant)
+    record = IdempotencyRecord("key-1", b"f" * 32, b'{"ok":true}')
+    app.save(Counter(name="a"), Counter(name="b"), meta=META, idempotency=record)
+
+    found = app.recorder.select_idempotency("key-1")  # type: ignore[attr-defined]
+    assert found == IdempotencyRecord("key-1", b"f" * 32, b'{"ok":true}', position=2)
+    assert app.recorder.select_idempotency("other") is None  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("events", [1, 2])
+def test_a_second_save_under_a_recorded_key_writes_nothing(
+    ledger: Ledger, tenant: UUID, events: int
+) -> None:
+    app = ledger.app(tenant)
+    app.save(Counter(name="first"), meta=META, idempotency=IdempotencyRecord("k", b"1", b"{}"))
+    head = ledger.store.head(tenant)
+
+    with pytest.raises(IdempotencyKeyTaken):
+        app.save(
+            *[Counter(name=f"again-{i}") for i in range(events)],
+            meta=META,
+            idempotency=IdempotencyRecord("k", b"2", b"{}"),
+        )
+    assert ledger.store.head(tenant) == head
+    assert app.recorder.select_idempotency("k").fingerprint == b"1"  # type: ignore[attr-defined]
+
+
+def test_idempotency_keys_are_scoped_to_the_tenant(ledger: Ledger) -> None:
+    one, two = uuid4(), uuid4()
+    ledger.app(one).save(
+        Counter(name="x"), meta=META, idempotency=IdempotencyRecord("k", b"1", b"")
+    )
+    ledger.app(two).save(
+        Counter(name="y"), meta=META, idempotency=IdempotencyRecord("k", b"2", b"")
+    )
+    assert ledger.app(two).recorder.select_idempotency("k").fingerprint == b"2"  # type: ignore[attr-defined]

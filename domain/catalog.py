@@ -1,0 +1,274 @@
+"""The catalog: products per SKU, and warehouses with their zones and bins."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate
+
+from domain.allocation import RemovalPolicy
+from domain.errors import AlreadyExists, StockOnHand, ValidationFailed
+from domain.ids import stream_id
+from domain.quantities import MAX_DECIMALS, counted_quantity
+from domain.tenant import validate_name, validate_timezone
+
+MAX_CODE_LENGTH = 64
+
+
+def validate_code(field: str, value: str) -> str:
+    """SKUs, lot ids, bin and warehouse codes: 1-64 printable characters, case-sensitive."""
+    if not 1 <= len(value) <= MAX_CODE_LENGTH or not value.isprintable():
+        raise ValidationFailed(field, f"must be 1-{MAX_CODE_LENGTH} printable characters")
+    return value
+
+
+def product_id(tenant_id: UUID, sku: str) -> UUID:
+    return stream_id(tenant_id, "product", sku)
+
+
+def warehouse_id(tenant_id: UUID, code: str) -> UUID:
+    return stream_id(tenant_id, "warehouse", code)
+
+
+@dataclass(frozen=True)
+class ProductRules:
+    """What stock commands need to know of a product."""
+
+    sku: str
+    decimals: int
+    lot_tracked: bool
+    expiry_tracked: bool
+    policy: RemovalPolicy
+    shelf_life_days: int | None
+
+
+LOCKED_WHILE_STOCKED = ("decimals", "lot_tracked", "expiry_tracked")
+CHANGEABLE = (
+    "name",
+    "removal_policy",
+    "shelf_life_days",
+    "expiry_alert_days",
+    "reorder_point",
+    "reorder_quantity",
+    "attributes",
+    "active",
+    *LOCKED_WHILE_STOCKED,
+)
+
+
+class Product(Aggregate):
+    """A stock-keeping unit of a tenant, with the rules its stock follows."""
+
+    class Registered(Aggregate.Created):
+        """A product was added to the catalog."""
+
+        sku: str
+        name: str
+        uom: str
+        decimals: int
+        lot_tracked: bool
+        expiry_tracked: bool
+        removal_policy: str
+        shelf_life_days: int | None
+        expiry_alert_days: int | None
+        reorder_point: Decimal | None
+        reorder_quantity: Decimal | None
+        attributes: dict[str, Any]
+
+    class Changed(Aggregate.Event):
+        """Some of a product's fields were changed."""
+
+        changes: dict[str, Any]
+
+        def apply(self, aggregate: Aggregate) -> None:
+            for name, value in self.changes.items():
+                setattr(aggregate, name, value)
+
+    class StockedIn(Aggregate.Event):
+        """A warehouse started keeping this product."""
+
+        warehouse: str
+
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, Product)
+            aggregate.warehouses = (*aggregate.warehouses, self.warehouse)
+
+    def __init__(
+        self,
+        sku: str,
+        name: str,
+        uom: str,
+        decimals: int,
+        lot_tracked: bool,
+        expiry_tracked: bool,
+        removal_policy: str,
+        shelf_life_days: int | None,
+        expiry_alert_days: int | None,
+        reorder_point: Decimal | None,
+        reorder_quantity: Decimal | None,
+        attributes: dict[str, Any],
+    ) -> None:
+        self.sku = sku
+        self.name = name
+        self.uom = uom
+        self.decimals = decimals
+        self.lot_tracked = lot_tracked
+        self.expiry_tracked = expiry_tracked
+        self.removal_policy = removal_policy
+        self.shelf_life_days = shelf_life_days
+        self.expiry_alert_days = expiry_alert_days
+        self.reorder_point = reorder_point
+        self.reorder_quantity = reorder_quantity
+        self.attributes = attributes
+        self.active = True
+        self.warehouses: tuple[str, ...] = ()
+
+    @classmethod
+    def register(cls, tenant_id: UUID, sku: str, name: str, **fields: Any) -> Product:
+        """Validates and registers a product; the SKU names it in the tenant for good."""
+        validate_code("sku", sku)
+        values = _validated(
+            {
+                "name": name,
+                "uom": fields.pop("uom", "each"),
+                "decimals": fields.pop("decimals", 0),
+                "lot_tracked": fields.pop("lot_tracked", False),
+                "expiry_tracked": fields.pop("expiry_tracked", False),
+                "removal_policy": fields.pop("removal_policy", RemovalPolicy.FIFO.value),
+                "shelf_life_days": fields.pop("shelf_life_days", None),
+                "expiry_alert_days": fields.pop("expiry_alert_days", None),
+                "reorder_point": fields.pop("reorder_point", None),
+                "reorder_quantity": fields.pop("reorder_quantity", None),
+                "attributes": fields.pop("attributes", {}),
+            }
+        )
+        if fields:
+            raise ValidationFailed(next(iter(fields)), "is not a product field")
+        product: Product = cls._create(
+            cls.Registered, id=product_id(tenant_id, sku), sku=sku, **values
+        )
+        return product
+
+    @property
+    def rules(self) -> ProductRules:
+        return ProductRules(
+            sku=self.sku,
+            decimals=self.decimals,
+            lot_tracked=self.lot_tracked,
+            expiry_tracked=self.expiry_tracked,
+            policy=RemovalPolicy(self.removal_policy),
+            shelf_life_days=self.shelf_life_days,
+        )
+
+    def change(self, stock_on_hand: bool, **changes: Any) -> None:
+        """Changes fields; decimals and tracking flags only while no stock is on hand."""
+        unknown = set(changes) - set(CHANGEABLE)
+        if unknown:
+            raise ValidationFailed(sorted(unknown)[0], "cannot be changed")
+        current = {name: getattr(self, name) for name in CHANGEABLE}
+        merged = _validated({**current, **changes, "uom": self.uom})
+        merged.pop("uom")
+        diff = {k: v for k, v in merged.items() if v != current[k]}
+        locked = sorted(k for k in diff if k in LOCKED_WHILE_STOCKED)
+        if locked and stock_on_hand:
+            raise StockOnHand(f"{locked[0]} cannot change while {self.sku} has stock on hand")
+        if diff:
+            self.trigger_event(self.Changed, changes=diff)
+
+    def stock_in(self, warehouse: str) -> None:
+        """Notes that a warehouse keeps this product (so its stock can be found)."""
+        if warehouse not in self.warehouses:
+            self.trigger_event(self.StockedIn, warehouse=warehouse)
+
+
+def _validated(values: dict[str, Any]) -> dict[str, Any]:
+    values["name"] = validate_name(values["name"])
+    validate_code("uom", values["uom"])
+    decimals = values["decimals"]
+    if not isinstance(decimals, int) or isinstance(decimals, bool):
+        raise ValidationFailed("decimals", "must be an integer")
+    if not 0 <= decimals <= MAX_DECIMALS:
+        raise ValidationFailed("decimals", f"must be between 0 and {MAX_DECIMALS}")
+    try:
+        policy = RemovalPolicy(values["removal_policy"])
+    except ValueError:
+        raise ValidationFailed("removal_policy", "must be fifo or fefo") from None
+    values["removal_policy"] = policy.value
+    if policy is RemovalPolicy.FEFO and not values["expiry_tracked"]:
+        raise ValidationFailed("removal_policy", "fefo needs expiry_tracked")
+    for name in ("shelf_life_days", "expiry_alert_days"):
+        days = values[name]
+        if days is not None and (not isinstance(days, int) or isinstance(days, bool) or days < 0):
+            raise ValidationFailed(name, "must be a non-negative integer")
+    if values["shelf_life_days"] is not None and not values["expiry_tracked"]:
+        raise ValidationFailed("shelf_life_days", "needs expiry_tracked")
+    for name in ("reorder_point", "reorder_quantity"):
+        if values[name] is not None:
+            values[name] = counted_quantity(values[name], decimals, name)
+    if not isinstance(values["attributes"], dict):
+        raise ValidationFailed("attributes", "must be a JSON object")
+    if "active" in values and not isinstance(values["active"], bool):
+        raise ValidationFailed("active", "must be true or false")
+    return values
+
+
+@dataclass(frozen=True)
+class Bin:
+    """A place in a warehouse; stock in a non-pickable bin is on hand but never picked."""
+
+    code: str
+    zone: str | None
+    pickable: bool
+
+
+class Warehouse(Aggregate):
+    """A site with a time zone (its business date), zones and bins."""
+
+    class Registered(Aggregate.Created):
+        """A warehouse was added."""
+
+        code: str
+        name: str
+        timezone: str
+
+    class BinAdded(Aggregate.Event):
+        """A bin was added to the warehouse."""
+
+        code: str
+        zone: str | None
+        pickable: bool
+
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, Warehouse)
+            aggregate.bins[self.code] = Bin(self.code, self.zone, self.pickable)
+
+    def __init__(self, code: str, name: str, timezone: str) -> None:
+        self.code = code
+        self.name = name
+        self.timezone = timezone
+        self.bins: dict[str, Bin] = {}
+
+    @classmethod
+    def register(cls, tenant_id: UUID, code: str, name: str, timezone: str) -> Warehouse:
+        """Validates and registers a warehouse."""
+        validate_code("code", code)
+        warehouse: Warehouse = cls._create(
+            cls.Registered,
+            id=warehouse_id(tenant_id, code),
+            code=code,
+            name=validate_name(name),
+            timezone=validate_timezone(timezone),
+        )
+        return warehouse
+
+    def add_bin(self, code: str, zone: str | None = None, pickable: bool = True) -> None:
+        """Adds a bin; its code is unique in the warehouse."""
+        validate_code("code", code)
+        if zone is not None:
+            validate_code("zone", zone)
+        if code in self.bins:
+            raise AlreadyExists(f"bin {code!r} already exists in warehouse {self.code!r}")
+        self.trigger_event(self.BinAdded, code=code, zone=zone, pickable=pickable)

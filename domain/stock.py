@@ -1,0 +1,739 @@
+"""A stock item: the stock of one SKU in one warehouse, by lot, bin and cost layer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import date, datetime
+from decimal import Decimal
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate
+
+from domain.allocation import LotStatus, Slice, Take, allocate, policy_order
+from domain.catalog import Bin, ProductRules
+from domain.errors import (
+    CountMismatch,
+    InsufficientStock,
+    LotConflict,
+    LotExpired,
+    LotRequired,
+    LotUnavailable,
+    UnknownReference,
+)
+from domain.ids import stream_id
+from domain.quantities import ZERO
+from domain.values import Hold, Layer, Pick
+
+
+def stock_item_id(tenant_id: UUID, sku: str, warehouse: str) -> UUID:
+    return stream_id(tenant_id, "stock-item", sku, warehouse)
+
+
+@dataclass(frozen=True)
+class Conditions:
+    """What a stock command needs from outside its stream: product, bins, date, tenant rules."""
+
+    product: ProductRules
+    bins: Mapping[str, Bin]
+    today: date
+    effective_at: datetime
+    block_expired_issue: bool = True
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """A reservation's outcome: what was held, and the shortage when partial."""
+
+    holds: tuple[Hold, ...]
+    shortage: Decimal
+
+
+class StockItem(Aggregate):
+    """Stock of one SKU in one warehouse; no lot-and-bin on-hand ever goes negative."""
+
+    class Opened(Aggregate.Created):
+        """The warehouse started keeping the SKU."""
+
+        sku: str
+        warehouse: str
+
+    class Received(Aggregate.Event):
+        """Stock arrived in a bin as a new cost layer of a lot (a receipt or a transfer in)."""
+
+        layer: Layer
+        expires_on: date | None
+        reason: str
+        reference: str | None
+        effective_at: datetime
+
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, StockItem)
+            aggregate.add_layer(self.layer, self.expires_on)
+
+    class Removed(Aggregate.Event):
+        """Stock left bins: an issue, shipment, transfer out, negative adjustment or write-off."""
+
+        picks: list[Pick]
+        released: dict[str, list[Hold]]
+        reason: str
+        reference: str | None
+        effective_at: datetime
+
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, StockItem)
+            aggregate.take_layers(self.picks)
+            aggregate.drop_holds(self.released)
+
+    class Moved(Aggregate.Event):
+        """Stock moved between bins of the warehouse; reserved stock moves with its holds."""
+
+        picks: list[Pick]
+        arrivals: list[Layer]
+        released: dict[str, list[Hold]]
+        held: dict[str, list[Hold]]
+        effective_at: datetime
+
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, StockItem)
+            aggregate.take_layers(self.picks)
+            for layer in self.arrivals:
+                aggregate.add_layer(layer, aggregate.expiry[layer.lot])
+            aggregate.drop_holds(self.released)
+            aggregate.add_holds(self.held)
+
+    class Reserved(Aggregate.Event):
+        """Stock was reserved for a reference (an order, a pick list)."""
+
+        reference: str
+        holds: list[Hold]
+        shortage: Decimal
+
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, StockItem)
+            aggregate.add_holds({self.reference: self.holds})
+
+    class ReservationReleased(Aggregate.Event):
+        """Reserved stock became available again."""
+
+        released: dict[str, list[Hold]]
+        reason: str
+
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, StockItem)
+            aggregate.drop_holds(self.released)
+
+    class LotStatusSet(Aggregate.Event):
+        """A lot here was released, put on hold or quarantined."""
+
+        lot: str
+        status: str
+
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, StockItem)
+            aggregate.status[self.lot] = self.status
+
+    def __init__(self, sku: str, warehouse: str) -> None:
+        self.sku = sku
+        self.warehouse = warehouse
+        self.layers: dict[str, Layer] = {}
+        self.next_layer = 1
+        self.expiry: dict[str, date | None] = {}
+        self.status: dict[str, str] = {}
+        self.holds: dict[str, list[Hold]] = {}
+
+    @classmethod
+    def open(cls, tenant_id: UUID, sku: str, warehouse: str) -> StockItem:
+        item: StockItem = cls._create(
+            cls.Opened, id=stock_item_id(tenant_id, sku, warehouse), sku=sku, warehouse=warehouse
+        )
+        return item
+
+    # -- state changes (called only when applying events) --------------------------------------
+
+    def add_layer(self, layer: Layer, expires_on: date | None) -> None:
+        self.layers[str(layer.id)] = layer
+        self.next_layer = max(self.next_layer, layer.id + 1)
+        self.expiry.setdefault(layer.lot, expires_on)
+        self.status.setdefault(layer.lot, LotStatus.RELEASED.value)
+
+    def take_layers(self, picks: Iterable[Pick]) -> None:
+        for pick in picks:
+            key = str(pick.layer)
+            left = self.layers[key].quantity - pick.quantity
+            if left:
+                self.layers[key] = replace(self.layers[key], quantity=left)
+            else:
+                del self.layers[key]
+
+    def add_holds(self, holds: Mapping[str, Iterable[Hold]]) -> None:
+        for reference, added in holds.items():
+            merged = _merge(self.holds.get(reference, []), added, +1)
+            if merged:
+                self.holds[reference] = merged
+
+    def drop_holds(self, holds: Mapping[str, Iterable[Hold]]) -> None:
+        for reference, dropped in holds.items():
+            left = _merge(self.holds.get(reference, []), dropped, -1)
+            if left:
+                self.holds[reference] = left
+            else:
+                self.holds.pop(reference, None)
+
+    # -- queries ----------------------------------------------------------------------------------
+
+    def on_hand(self, lot: str | None = None, bin_code: str | None = None) -> Decimal:
+        return sum(
+            (
+                layer.quantity
+                for layer in self.layers.values()
+                if (lot is None or layer.lot == lot) and (bin_code is None or layer.bin == bin_code)
+            ),
+            ZERO,
+        )
+
+    def reserved(self, lot: str | None = None, bin_code: str | None = None) -> Decimal:
+        return sum(
+            (
+                hold.quantity
+                for holds in self.holds.values()
+                for hold in holds
+                if (lot is None or hold.lot == lot) and (bin_code is None or hold.bin == bin_code)
+            ),
+            ZERO,
+        )
+
+    def is_expired(self, lot: str, today: date) -> bool:
+        expires_on = self.expiry.get(lot)
+        return expires_on is not None and expires_on < today
+
+    def places(self) -> list[tuple[str, str]]:
+        """Every (lot, bin) with stock, in receipt order of their first layer."""
+        seen: dict[tuple[str, str], None] = {}
+        for layer in sorted(self.layers.values(), key=lambda item: item.id):
+            seen.setdefault((layer.lot, layer.bin), None)
+        return list(seen)
+
+    def slices(self, conditions: Conditions, *, policy_only: bool) -> list[Slice]:
+        """Unreserved stock per (lot, bin); with `policy_only`, only what a policy may pick."""
+        result = []
+        for lot, bin_code in self.places():
+            if policy_only and not self._eligible(lot, bin_code, conditions):
+                continue
+            free = self.on_hand(lot, bin_code) - self.reserved(lot, bin_code)
+            if free > ZERO:
+                received_at = min(
+                    layer.received_at
+                    for layer in self.layers.values()
+                    if layer.lot == lot and layer.bin == bin_code
+                )
+                result.append(Slice(lot, bin_code, self.expiry[lot], received_at, free))
+        return result
+
+    def available(self, conditions: Conditions) -> Decimal:
+        """What a policy may still reserve or issue: eligible, unreserved stock."""
+        return sum((s.available for s in self.slices(conditions, policy_only=True)), ZERO)
+
+    def _eligible(self, lot: str, bin_code: str, conditions: Conditions) -> bool:
+        place = conditions.bins.get(bin_code)
+        return place is not None and place.pickable and self._usable(lot, conditions)
+
+    def _usable(self, lot: str, conditions: Conditions) -> bool:
+        return self.status.get(lot) == LotStatus.RELEASED.value and not self.is_expired(
+            lot, conditions.today
+        )
+
+    # -- rules ------------------------------------------------------------------------------------
+
+    def check_named_lot(
+        self, lot: str, conditions: Conditions, *, allow_expired: bool, any_status: bool = False
+    ) -> None:
+        """A named lot must be here, unexpired (unless allowed) and released (unless allowed)."""
+        if lot not in self.expiry:
+            raise UnknownReference(f"lot {lot!r} of {self.sku} is not in {self.warehouse}")
+        if self.is_expired(lot, conditions.today) and not allow_expired:
+            raise LotExpired(f"lot {lot!r} of {self.sku} expired on {self.expiry[lot]}")
+        status = self.status[lot]
+        if status != LotStatus.RELEASED.value and not any_status:
+            raise LotUnavailable(f"lot {lot!r} of {self.sku} is on {status}")
+
+    def check_receipt_lot(self, lot: str, expires_on: date | None) -> None:
+        if lot in self.expiry and expires_on != self.expiry[lot]:
+            raise LotConflict(
+                f"lot {lot!r} of {self.sku} expires on {self.expiry[lot]}, not {expires_on}"
+            )
+
+    def choose(
+        self,
+        wanted: Decimal,
+        conditions: Conditions,
+        *,
+        lot: str | None,
+        bin_code: str | None,
+        allow_expired: bool = False,
+        any_status: bool = False,
+        any_lot_in_bin: bool = False,
+    ) -> list[Take]:
+        """The unreserved stock to take, all or nothing, in policy order.
+
+        Without a lot or bin, only what a policy may pick. A named lot must be here, unexpired
+        (unless `allow_expired`) and released (unless `any_status`). A named bin, without a lot,
+        offers its usable lots (or all of them with `any_lot_in_bin`), pickable or not.
+        """
+        if bin_code is not None and bin_code not in conditions.bins:
+            raise UnknownReference(f"bin {bin_code!r} is not in {self.warehouse}")
+        if lot is not None:
+            self.check_named_lot(
+                lot, conditions, allow_expired=allow_expired, any_status=any_status
+            )
+            candidates = [
+                s
+                for s in self.slices(conditions, policy_only=False)
+                if s.lot == lot and (bin_code is None or s.bin == bin_code)
+            ]
+        elif bin_code is not None:
+            candidates = [
+                s
+                for s in self.slices(conditions, policy_only=False)
+                if s.bin == bin_code and (any_lot_in_bin or self._usable(s.lot, conditions))
+            ]
+        else:
+            candidates = self.slices(conditions, policy_only=True)
+        takes, shortage = allocate(policy_order(conditions.product.policy, candidates), wanted)
+        if shortage > ZERO:
+            raise InsufficientStock(
+                f"{wanted} of {self.sku} requested in {self.warehouse},"
+                f" {wanted - shortage} available",
+                requested=wanted,
+                available=wanted - shortage,
+            )
+        return takes
+
+    def picks_for(self, takes: Iterable[Take]) -> list[Pick]:
+        """The cost layers consumed by takes: a lot's layers in a bin, in receipt order."""
+        picks: list[Pick] = []
+        for take in takes:
+            remaining = take.quantity
+            layers = sorted(
+                (
+                    layer
+                    for layer in self.layers.values()
+                    if layer.lot == take.lot and layer.bin == take.bin
+                ),
+                key=lambda item: item.id,
+            )
+            for layer in layers:
+                if remaining <= ZERO:
+                    break
+                used = min(layer.quantity, remaining)
+                picks.append(
+                    Pick(
+                        layer.id,
+                        layer.lot,
+                        layer.bin,
+                        used,
+                        layer.unit_cost,
+                        self.expiry[layer.lot],
+                    )
+                )
+                remaining -= used
+        return picks
+
+    # -- commands ---------------------------------------------------------------------------------
+
+    def receive(
+        self,
+        quantity: Decimal,
+        bin_code: str,
+        unit_cost: Decimal,
+        lot: str,
+        expires_on: date | None,
+        conditions: Conditions,
+        *,
+        reason: str = "receipt",
+        reference: str | None = None,
+        received_at: datetime | None = None,
+    ) -> Layer:
+        """Adds a cost layer of a lot to a bin."""
+        if bin_code not in conditions.bins:
+            raise UnknownReference(f"bin {bin_code!r} is not in {self.warehouse}")
+        self.check_receipt_lot(lot, expires_on)
+        layer = Layer(
+            id=self.next_layer,
+            lot=lot,
+            bin=bin_code,
+            received_at=received_at or conditions.effective_at,
+            unit_cost=unit_cost,
+            quantity=quantity,
+        )
+        self.trigger_event(
+            self.Received,
+            layer=layer,
+            expires_on=expires_on,
+            reason=reason,
+            reference=reference,
+            effective_at=conditions.effective_at,
+        )
+        return layer
+
+    def issue(
+        self,
+        quantity: Decimal,
+        reason: str,
+        conditions: Conditions,
+        *,
+        lot: str | None = None,
+        bin_code: str | None = None,
+        reference: str | None = None,
+    ) -> list[Pick]:
+        """Takes unreserved stock by policy, or from the named lot and/or bin."""
+        takes = self.choose(
+            quantity,
+            conditions,
+            lot=lot,
+            bin_code=bin_code,
+            allow_expired=not conditions.block_expired_issue,
+        )
+        picks = self.picks_for(takes)
+        self._remove(picks, {}, reason, reference, conditions)
+        return picks
+
+    def reserve(
+        self,
+        quantity: Decimal,
+        reference: str,
+        conditions: Conditions,
+        *,
+        lot: str | None = None,
+        allow_partial: bool = False,
+    ) -> Allocation:
+        """Holds available stock for a reference: all or nothing, or what exists."""
+        if lot is not None:
+            self.check_named_lot(lot, conditions, allow_expired=False)
+        candidates = [
+            s for s in self.slices(conditions, policy_only=True) if lot is None or s.lot == lot
+        ]
+        takes, shortage = allocate(policy_order(conditions.product.policy, candidates), quantity)
+        if shortage > ZERO and (not allow_partial or not takes):
+            raise InsufficientStock(
+                f"{quantity} of {self.sku} requested in {self.warehouse},"
+                f" {quantity - shortage} available",
+                requested=quantity,
+                available=quantity - shortage,
+            )
+        holds = [Hold(t.lot, t.bin, t.quantity) for t in takes]
+        self.trigger_event(self.Reserved, reference=reference, holds=holds, shortage=shortage)
+        return Allocation(tuple(holds), shortage)
+
+    def release(self, reference: str, reason: str = "released") -> list[Hold]:
+        """Makes a reference's reserved stock available again."""
+        holds = self.holds.get(reference)
+        if not holds:
+            raise UnknownReference(f"no reservation {reference!r} of {self.sku} here")
+        self.trigger_event(
+            self.ReservationReleased, released={reference: list(holds)}, reason=reason
+        )
+        return list(holds)
+
+    def issue_reserved(
+        self,
+        reference: str,
+        conditions: Conditions,
+        *,
+        quantity: Decimal | None = None,
+        reason: str = "sale",
+    ) -> list[Pick]:
+        """Issues what a reference reserved (all, or the first `quantity` of it)."""
+        holds = self.holds.get(reference)
+        if not holds:
+            raise UnknownReference(f"no reservation {reference!r} of {self.sku} here")
+        chosen = _first(holds, quantity) if quantity is not None else list(holds)
+        if quantity is not None and sum((h.quantity for h in chosen), ZERO) < quantity:
+            raise InsufficientStock(
+                f"{quantity} of {self.sku} requested from reservation {reference!r}",
+                requested=quantity,
+                available=sum((h.quantity for h in holds), ZERO),
+            )
+        for hold in chosen:
+            self.check_named_lot(hold.lot, conditions, allow_expired=False)
+        picks = self.picks_for(Take(h.lot, h.bin, h.quantity) for h in chosen)
+        self._remove(picks, {reference: chosen}, reason, reference, conditions)
+        return picks
+
+    def move(
+        self,
+        quantity: Decimal,
+        from_bin: str,
+        to_bin: str,
+        conditions: Conditions,
+        *,
+        lot: str | None = None,
+        reference: str | None = None,
+    ) -> list[Pick]:
+        """Moves stock between bins; reserved stock only through its reservation's reference."""
+        if to_bin not in conditions.bins:
+            raise UnknownReference(f"bin {to_bin!r} is not in {self.warehouse}")
+        if from_bin == to_bin:
+            raise UnknownReference("from_bin and to_bin are the same bin")
+        if reference is not None:
+            holds = [
+                h
+                for h in self.holds.get(reference, [])
+                if h.bin == from_bin and (lot is None or h.lot == lot)
+            ]
+            moved = _first(holds, quantity)
+            if sum((h.quantity for h in moved), ZERO) < quantity:
+                raise InsufficientStock(
+                    f"{quantity} of {self.sku} requested from reservation {reference!r}",
+                    requested=quantity,
+                    available=sum((h.quantity for h in holds), ZERO),
+                )
+            takes = [Take(h.lot, h.bin, h.quantity) for h in moved]
+            released = {reference: moved}
+            held = {reference: [Hold(h.lot, to_bin, h.quantity) for h in moved]}
+        else:
+            takes = self.choose(
+                quantity, conditions, lot=lot, bin_code=from_bin, allow_expired=lot is None
+            )
+            released, held = {}, {}
+        picks = self.picks_for(takes)
+        arrivals = [
+            Layer(
+                self.next_layer + i,
+                p.lot,
+                to_bin,
+                self._layer(p.layer).received_at,
+                p.unit_cost,
+                p.quantity,
+            )
+            for i, p in enumerate(picks)
+        ]
+        self.trigger_event(
+            self.Moved,
+            picks=picks,
+            arrivals=arrivals,
+            released=released,
+            held=held,
+            effective_at=conditions.effective_at,
+        )
+        return picks
+
+    def transfer_out(
+        self,
+        quantity: Decimal,
+        to_warehouse: str,
+        conditions: Conditions,
+        *,
+        lot: str | None = None,
+        from_bin: str | None = None,
+        reference: str | None = None,
+    ) -> list[Pick]:
+        """Sends unreserved stock to another warehouse (or a reservation's stock, by reference)."""
+        if reference is not None:
+            holds = [
+                h
+                for h in self.holds.get(reference, [])
+                if (lot is None or h.lot == lot) and (from_bin is None or h.bin == from_bin)
+            ]
+            chosen = _first(holds, quantity)
+            if sum((h.quantity for h in chosen), ZERO) < quantity:
+                raise InsufficientStock(
+                    f"{quantity} of {self.sku} requested from reservation {reference!r}",
+                    requested=quantity,
+                    available=sum((h.quantity for h in holds), ZERO),
+                )
+            picks = self.picks_for(Take(h.lot, h.bin, h.quantity) for h in chosen)
+            released = {reference: chosen}
+        else:
+            picks = self.picks_for(self.choose(quantity, conditions, lot=lot, bin_code=from_bin))
+            released = {}
+        self._remove(picks, released, "transfer", reference or to_warehouse, conditions)
+        return picks
+
+    def transfer_in(
+        self,
+        picks: Iterable[Pick],
+        received: Mapping[int, datetime],
+        to_bin: str,
+        conditions: Conditions,
+        from_warehouse: str,
+    ) -> list[Layer]:
+        """Receives transferred stock: lot, expiry, receipt time and cost travel with it."""
+        layers = []
+        for pick in picks:
+            layers.append(
+                self.receive(
+                    pick.quantity,
+                    to_bin,
+                    pick.unit_cost,
+                    pick.lot,
+                    pick.expires_on,
+                    conditions,
+                    reason="transfer",
+                    reference=from_warehouse,
+                    received_at=received[pick.layer],
+                )
+            )
+        return layers
+
+    def adjust(
+        self,
+        delta: Decimal,
+        reason: str,
+        conditions: Conditions,
+        *,
+        bin_code: str,
+        lot: str | None,
+        unit_cost: Decimal | None,
+        expires_on: date | None = None,
+    ) -> list[Pick] | Layer:
+        """Corrects stock by a delta: a new layer when positive, picks when negative."""
+        if delta > ZERO:
+            if lot is None:
+                raise LotRequired("a positive adjustment names its lot")
+            cost = unit_cost if unit_cost is not None else self.last_cost(lot)
+            if cost is None:
+                raise UnknownReference(f"lot {lot!r} is new here: a unit_cost is needed")
+            return self.receive(
+                delta,
+                bin_code,
+                cost,
+                lot,
+                self.expiry.get(lot, expires_on),
+                conditions,
+                reason=reason,
+            )
+        takes = self.choose(
+            -delta,
+            conditions,
+            lot=lot,
+            bin_code=bin_code,
+            allow_expired=True,
+            any_status=True,
+            any_lot_in_bin=True,
+        )
+        picks = self.picks_for(takes)
+        self._remove(picks, {}, reason, None, conditions)
+        return picks
+
+    def count(
+        self,
+        counted: Decimal,
+        bin_code: str,
+        lot: str,
+        conditions: Conditions,
+        *,
+        expected: Decimal | None = None,
+    ) -> Decimal:
+        """Records a physical count as the difference; a shortfall below reserved releases holds."""
+        if bin_code not in conditions.bins:
+            raise UnknownReference(f"bin {bin_code!r} is not in {self.warehouse}")
+        ledger = self.on_hand(lot, bin_code)
+        if expected is not None and expected != ledger:
+            raise CountMismatch(
+                f"{self.sku} lot {lot!r} in {bin_code}: ledger holds {ledger}, scan expected"
+                f" {expected}"
+            )
+        difference = counted - ledger
+        if difference > ZERO:
+            cost = self.last_cost(lot)
+            if cost is None:
+                raise UnknownReference(f"lot {lot!r} is unknown here: adjust with a unit_cost")
+            self.receive(
+                difference, bin_code, cost, lot, self.expiry[lot], conditions, reason="count"
+            )
+        elif difference < ZERO:
+            shortfall = self.reserved(lot, bin_code) - counted
+            released = self._release_newest(lot, bin_code, shortfall) if shortfall > ZERO else {}
+            picks = self.picks_for([Take(lot, bin_code, -difference)])
+            self._remove(picks, released, "count", None, conditions)
+        return difference
+
+    def set_lot_status(self, lot: str, status: LotStatus) -> None:
+        """Mirrors a lot's status (kept by the lot itself) into this warehouse's stock."""
+        if lot in self.status and self.status[lot] != status.value:
+            self.trigger_event(self.LotStatusSet, lot=lot, status=status.value)
+
+    def write_off_expired(self, conditions: Conditions, *, lot: str | None = None) -> list[Pick]:
+        """Removes all expired stock (or one expired lot), releasing its reservations."""
+        if lot is not None and lot not in self.expiry:
+            raise UnknownReference(f"lot {lot!r} of {self.sku} is not in {self.warehouse}")
+        lots = {
+            layer.lot
+            for layer in self.layers.values()
+            if self.is_expired(layer.lot, conditions.today) and (lot is None or layer.lot == lot)
+        }
+        if lot is not None and lot not in lots:
+            raise UnknownReference(f"lot {lot!r} of {self.sku} here is not expired")
+        takes = [Take(lt, b, self.on_hand(lt, b)) for lt, b in self.places() if lt in lots]
+        released = {
+            ref: [h for h in holds if h.lot in lots]
+            for ref, holds in self.holds.items()
+            if any(h.lot in lots for h in holds)
+        }
+        picks = self.picks_for(takes)
+        if picks:
+            self._remove(picks, released, "expiry", None, conditions)
+        return picks
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    def last_cost(self, lot: str) -> Decimal | None:
+        layers = [layer for layer in self.layers.values() if layer.lot == lot]
+        return max(layers, key=lambda item: item.id).unit_cost if layers else None
+
+    def _layer(self, layer_id: int) -> Layer:
+        return self.layers[str(layer_id)]
+
+    def _release_newest(self, lot: str, bin_code: str, amount: Decimal) -> dict[str, list[Hold]]:
+        released: dict[str, list[Hold]] = {}
+        for reference in reversed(list(self.holds)):
+            for hold in self.holds[reference]:
+                if amount <= ZERO:
+                    return released
+                if hold.lot == lot and hold.bin == bin_code:
+                    taken = min(hold.quantity, amount)
+                    released.setdefault(reference, []).append(Hold(lot, bin_code, taken))
+                    amount -= taken
+        return released
+
+    def _remove(
+        self,
+        picks: list[Pick],
+        released: dict[str, list[Hold]],
+        reason: str,
+        reference: str | None,
+        conditions: Conditions,
+    ) -> None:
+        self.trigger_event(
+            self.Removed,
+            picks=picks,
+            released=released,
+            reason=reason,
+            reference=reference,
+            effective_at=conditions.effective_at,
+        )
+
+
+def _merge(current: Iterable[Hold], change: Iterable[Hold], sign: int) -> list[Hold]:
+    """Holds per (lot, bin) after adding (sign +1) or removing (sign -1) some."""
+    totals: dict[tuple[str, str], Decimal] = {}
+    for hold in current:
+        totals[(hold.lot, hold.bin)] = totals.get((hold.lot, hold.bin), ZERO) + hold.quantity
+    for hold in change:
+        key = (hold.lot, hold.bin)
+        totals[key] = totals.get(key, ZERO) + sign * hold.quantity
+    return [Hold(lot, bin_code, q) for (lot, bin_code), q in totals.items() if q > ZERO]
+
+
+def _first(holds: Iterable[Hold], quantity: Decimal) -> list[Hold]:
+    """The first holds making up `quantity` (the last one cut to fit)."""
+    chosen = []
+    remaining = quantity
+    for hold in holds:
+        if remaining <= ZERO:
+            break
+        taken = min(hold.quantity, remaining)
+        chosen.append(Hold(hold.lot, hold.bin, taken))
+        remaining -= taken
+    return chosen
