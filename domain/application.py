@@ -7,15 +7,30 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.domain import BaseAggregate, DomainEventProtocol, MutableOrImmutableAggregate
-from eventsourcing.persistence import InfrastructureFactory, IntegrityError, Recording
+from eventsourcing.persistence import (
+    InfrastructureFactory,
+    IntegrityError,
+    JSONTranscoder,
+    Recording,
+)
 from eventsourcing.utils import Environment
 
+from domain.catalog import Product, Warehouse
 from domain.errors import AlreadyExists, ConcurrencyConflict, NotFound
+from domain.lots import Lot
 from domain.metadata import EventMetadata
+from domain.stock import StockItem
 from domain.tenant import Tenant
+from domain.values import register_value_transcodings
 
 #: Aggregates whose long streams are snapshotted.
-SNAPSHOTTED: tuple[type[MutableOrImmutableAggregate[UUID]], ...] = (Tenant,)
+SNAPSHOTTED: tuple[type[MutableOrImmutableAggregate[UUID]], ...] = (
+    Tenant,
+    Product,
+    Warehouse,
+    Lot,
+    StockItem,
+)
 
 
 class TenantApplication(Application[UUID]):
@@ -45,6 +60,10 @@ class TenantApplication(Application[UUID]):
 
     def construct_factory(self, env: Environment) -> InfrastructureFactory:
         return self._shared_factory
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        super().register_transcodings(transcoder)
+        register_value_transcodings(transcoder)
 
     def close(self) -> None:
         self.closing.set()

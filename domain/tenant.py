@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import date
 from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
@@ -59,10 +60,33 @@ class Tenant(Aggregate):
     def create_id(slug: str, **_: Any) -> UUID:
         return tenant_id_for(slug)
 
+    class SettingsChanged(Aggregate.Event):
+        """Some of the tenant's settings were changed."""
+
+        changes: dict[str, Any]
+
+        def apply(self, aggregate: Aggregate) -> None:
+            for name, value in self.changes.items():
+                setattr(aggregate, name, value)
+
     def __init__(self, slug: str, name: str, timezone: str) -> None:
         self.slug = slug
         self.name = name
         self.timezone = timezone
+        self.block_expired_issue = True
+        self.period_lock_date: date | None = None
+
+    def change_settings(
+        self, *, block_expired_issue: bool | None = None, period_lock_date: date | None = None
+    ) -> None:
+        """Changes the rules stock commands follow in this tenant."""
+        changes: dict[str, Any] = {}
+        if block_expired_issue is not None and block_expired_issue != self.block_expired_issue:
+            changes["block_expired_issue"] = block_expired_issue
+        if period_lock_date is not None and period_lock_date != self.period_lock_date:
+            changes["period_lock_date"] = period_lock_date
+        if changes:
+            self.trigger_event(self.SettingsChanged, changes=changes)
 
     @classmethod
     def register(cls, slug: str, name: str | None = None, timezone: str = "UTC") -> Tenant:
