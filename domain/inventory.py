@@ -377,8 +377,8 @@ class InventoryApplication(TenantApplication):
             "sku": sku,
             "warehouse": warehouse,
             "bin": bin_code,
-            "quantity": qty,
-            "unit_cost": unit_cost,
+            "quantity": _n(qty),
+            "unit_cost": _n(unit_cost),
             "lot": lot,
             "expires_on": expires_on,
             "reference": reference,
@@ -421,7 +421,7 @@ class InventoryApplication(TenantApplication):
         request = {
             "sku": sku,
             "warehouse": warehouse,
-            "quantity": qty,
+            "quantity": _n(qty),
             "reason": reason,
             "lot": lot,
             "bin": bin_code,
@@ -458,7 +458,7 @@ class InventoryApplication(TenantApplication):
         request = {
             "sku": sku,
             "warehouse": warehouse,
-            "quantity": qty,
+            "quantity": _n(qty),
             "reference": reference,
             "lot": lot,
             "allow_partial": allow_partial,
@@ -503,7 +503,7 @@ class InventoryApplication(TenantApplication):
             "sku": sku,
             "warehouse": warehouse,
             "reference": reference,
-            "quantity": qty,
+            "quantity": _n(qty),
             "reason": reason,
         }
         return self.execute("issue_reserved", request, meta, action)
@@ -534,7 +534,7 @@ class InventoryApplication(TenantApplication):
             "warehouse": warehouse,
             "from_bin": from_bin,
             "to_bin": to_bin,
-            "quantity": qty,
+            "quantity": _n(qty),
             "lot": lot,
             "reference": reference,
         }
@@ -592,7 +592,7 @@ class InventoryApplication(TenantApplication):
             "from_warehouse": from_warehouse,
             "to_warehouse": to_warehouse,
             "to_bin": to_bin,
-            "quantity": qty,
+            "quantity": _n(qty),
             "lot": lot,
             "from_bin": from_bin,
             "reference": reference,
@@ -654,10 +654,10 @@ class InventoryApplication(TenantApplication):
             "sku": sku,
             "warehouse": warehouse,
             "bin": bin_code,
-            "delta": delta,
+            "delta": _n(delta),
             "reason": reason,
             "lot": lot,
-            "unit_cost": unit_cost,
+            "unit_cost": _n(unit_cost),
         }
         return self.execute("adjust", request, meta, action)
 
@@ -692,9 +692,9 @@ class InventoryApplication(TenantApplication):
             "sku": sku,
             "warehouse": warehouse,
             "bin": bin_code,
-            "counted": counted,
+            "counted": _n(counted),
             "lot": lot,
-            "expected": expected,
+            "expected": _n(expected),
         }
         return self.execute("count", request, meta, action)
 
@@ -733,6 +733,16 @@ class InventoryApplication(TenantApplication):
 
         request = {"sku": sku, "warehouse": warehouse, "lot": lot}
         return self.execute("write_off_expired", request, meta, action)
+
+
+def _n(value: Decimal | int | str | None) -> Decimal | int | str | None:
+    """A number by its value, so 2.5, "2.50" and Decimal("2.5") are the same request."""
+    if value is None or isinstance(value, bool):
+        return value
+    try:
+        return Decimal(value).normalize()
+    except (ArithmeticError, ValueError, TypeError):
+        return value
 
 
 def _check_reason(reason: str) -> None:
