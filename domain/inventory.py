@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -46,7 +48,8 @@ from domain.values import Pick
 REASONS = frozenset(
     {"sale", "consumption", "damage", "loss", "theft", "sample", "expiry", "correction", "other"}
 )
-MAX_ATTEMPTS = 8
+#: A command that keeps losing optimistic-concurrency races gives up after this many attempts.
+MAX_ATTEMPTS = 60
 
 Aggregates = Sequence[MutableOrImmutableAggregate[UUID]]
 
@@ -145,7 +148,7 @@ class InventoryApplication(TenantApplication):
         earlier = self._recorded(key, digest)
         if earlier is not None:
             return earlier
-        for _ in range(MAX_ATTEMPTS):
+        for attempt in range(MAX_ATTEMPTS):
             aggregates, result = action()
             record = IdempotencyRecord(key, digest, result.outcome())
             try:
@@ -155,7 +158,10 @@ class InventoryApplication(TenantApplication):
                 assert replay is not None
                 return replay
             except IntegrityError:
-                continue  # another writer changed a stream first: load again and retry
+                # Another writer changed a stream first: wait a little (jittered, growing, so
+                # the losers of one race do not collide again at once), load again and retry.
+                time.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))  # noqa: S311
+                continue
             position = (
                 max(r.notification.id for r in recordings)
                 if recordings
