@@ -14,6 +14,9 @@ from domain.errors import AlreadyExists, StockOnHand, ValidationFailed
 from domain.ids import stream_id
 from domain.quantities import MAX_DECIMALS, counted_quantity
 from domain.tenant import validate_name, validate_timezone
+from domain.values import Bin
+
+__all__ = ["Bin", "Product", "ProductRules", "Warehouse"]
 
 MAX_CODE_LENGTH = 64
 
@@ -213,15 +216,6 @@ def _validated(values: dict[str, Any]) -> dict[str, Any]:
     if "active" in values and not isinstance(values["active"], bool):
         raise ValidationFailed("active", "must be true or false")
     return values
-
-
-@dataclass(frozen=True)
-class Bin:
-    """A place in a warehouse; stock in a non-pickable bin is on hand but never picked."""
-
-    code: str
-    zone: str | None
-    pickable: bool
 
 
 class Warehouse(Aggregate):

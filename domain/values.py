@@ -11,6 +11,15 @@ from eventsourcing.persistence import JSONTranscoder, Transcoding
 
 
 @dataclasses.dataclass(frozen=True)
+class Bin:
+    """A place in a warehouse; stock in a non-pickable bin is on hand but never picked."""
+
+    code: str
+    zone: str | None
+    pickable: bool
+
+
+@dataclasses.dataclass(frozen=True)
 class Layer:
     """A cost layer: what one receipt (or arrival) put into one bin of one lot, and what remains."""
 
@@ -76,5 +85,5 @@ class DataclassAsDict(Transcoding):
 def register_value_transcodings(transcoder: JSONTranscoder) -> None:
     """Dates and the stock value objects, for events that carry them."""
     transcoder.register(DateAsISO())
-    for cls, name in ((Layer, "layer"), (Pick, "pick"), (Hold, "hold")):
+    for cls, name in ((Layer, "layer"), (Pick, "pick"), (Hold, "hold"), (Bin, "bin")):
         transcoder.register(DataclassAsDict(cls, name))

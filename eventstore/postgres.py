@@ -133,6 +133,7 @@ class TenantPostgresRecorder(PostgresApplicationRecorder):
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         if not stored_events:
+            self._record_idempotency_alone(kwargs.get("idempotency"))
             return []
         payloads = encode_payloads(self.tenant_id, stored_events, kwargs.get("meta"))
         params: dict[str, Any]
@@ -176,6 +177,27 @@ class TenantPostgresRecorder(PostgresApplicationRecorder):
                     raise IdempotencyKeyTaken(idempotency.key if idempotency else "") from None
                 raise
         return positions
+
+    def _record_idempotency_alone(self, record: IdempotencyRecord | None) -> None:
+        """A keyed command that changed nothing still keeps its outcome under its key."""
+        if record is None:
+            return
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            try:
+                curs.execute(
+                    f"INSERT INTO {IDEMPOTENCY} (tenant_id, key, fingerprint, outcome, position)"  # noqa: S608
+                    f" SELECT %s, %s, %s, %s, COALESCE((SELECT position FROM {HEADS}"
+                    " WHERE tenant_id = %s), 0)",
+                    (
+                        self.tenant_id,
+                        record.key,
+                        record.fingerprint,
+                        record.outcome,
+                        self.tenant_id,
+                    ),
+                )
+            except psycopg.errors.UniqueViolation:
+                raise IdempotencyKeyTaken(record.key) from None
 
     def _execute_save(
         self, curs: psycopg.Cursor[DictRow], statement: str, params: dict[str, Any]

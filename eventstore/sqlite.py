@@ -100,6 +100,13 @@ class TenantSQLiteRecorder(SQLiteApplicationRecorder):
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         if not stored_events:
+            record: IdempotencyRecord | None = kwargs.get("idempotency")
+            if record is not None:
+                # A keyed command that changed nothing still keeps its outcome under its key.
+                with immediate_transaction(self.datastore) as cursor:
+                    cursor.execute(head_query(MARK), (self.tenant_key,))
+                    row = cursor.fetchone()
+                    self._record_idempotency(cursor, record, row["position"] if row else 0)
             return []
         payloads = encode_payloads(self.tenant_id, stored_events, kwargs.get("meta"))
         with immediate_transaction(self.datastore) as cursor:

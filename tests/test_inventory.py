@@ -229,3 +229,12 @@ def test_writing_off_expired_stock_uses_the_warehouses_business_date(
 
     assert [(p.lot, p.quantity) for p in written_off.picks] == [("L1", 4)]
     assert app.stock_item("MILK", "SYD").on_hand() == 0  # type: ignore[union-attr]
+
+
+def test_a_keyed_command_that_changed_nothing_is_replayed_too(app: InventoryApplication) -> None:
+    keyed = EventMetadata(idempotency_key="settings-1")
+    first = app.change_settings(keyed, block_expired_issue=True)  # already the default
+    again = app.change_settings(keyed, block_expired_issue=True)
+    assert (first.replayed, again.replayed, again.position) == (False, True, first.position)
+    with pytest.raises(IdempotencyKeyReused):
+        app.change_settings(keyed, block_expired_issue=False)
