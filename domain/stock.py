@@ -23,7 +23,7 @@ from domain.errors import (
 )
 from domain.ids import stream_id
 from domain.quantities import ZERO
-from domain.values import Hold, Layer, Pick
+from domain.values import Hold, Layer, Movement, Pick
 
 
 def stock_item_id(tenant_id: UUID, sku: str, warehouse: str) -> UUID:
@@ -69,7 +69,7 @@ class StockItem(Aggregate):
 
         def apply(self, aggregate: Aggregate) -> None:
             assert isinstance(aggregate, StockItem)
-            aggregate.add_layer(self.layer, self.expires_on)
+            aggregate.add_layer(self.layer, self.expires_on, self.effective_at)
 
     class Removed(Aggregate.Event):
         """Stock left bins: an issue, shipment, transfer out, negative adjustment or write-off."""
@@ -82,7 +82,7 @@ class StockItem(Aggregate):
 
         def apply(self, aggregate: Aggregate) -> None:
             assert isinstance(aggregate, StockItem)
-            aggregate.take_layers(self.picks)
+            aggregate.take_layers(self.picks, self.effective_at)
             aggregate.drop_holds(self.released)
 
     class Moved(Aggregate.Event):
@@ -96,9 +96,9 @@ class StockItem(Aggregate):
 
         def apply(self, aggregate: Aggregate) -> None:
             assert isinstance(aggregate, StockItem)
-            aggregate.take_layers(self.picks)
+            aggregate.take_layers(self.picks, self.effective_at)
             for layer in self.arrivals:
-                aggregate.add_layer(layer, aggregate.expiry[layer.lot])
+                aggregate.add_layer(layer, aggregate.expiry[layer.lot], self.effective_at)
             aggregate.drop_holds(self.released)
             aggregate.add_holds(self.held)
 
@@ -141,6 +141,10 @@ class StockItem(Aggregate):
         self.expiry: dict[str, date | None] = {}
         self.status: dict[str, str] = {}
         self.holds: dict[str, list[Hold]] = {}
+        # Per place ("lot\x1fbin"): on-hand changes by effective time since it was last empty,
+        # and when that was; what backdated entries are checked against.
+        self.history: dict[str, list[Movement]] = {}
+        self.empty_at: dict[str, datetime] = {}
 
     @classmethod
     def open(cls, tenant_id: UUID, sku: str, warehouse: str) -> StockItem:
@@ -151,20 +155,33 @@ class StockItem(Aggregate):
 
     # -- state changes (called only when applying events) --------------------------------------
 
-    def add_layer(self, layer: Layer, expires_on: date | None) -> None:
+    def add_layer(self, layer: Layer, expires_on: date | None, at: datetime) -> None:
         self.layers[str(layer.id)] = layer
+        self.note(layer.lot, layer.bin, at, layer.quantity)
         self.next_layer = max(self.next_layer, layer.id + 1)
         self.expiry.setdefault(layer.lot, expires_on)
         self.status.setdefault(layer.lot, LotStatus.RELEASED.value)
 
-    def take_layers(self, picks: Iterable[Pick]) -> None:
+    def take_layers(self, picks: Iterable[Pick], at: datetime) -> None:
         for pick in picks:
+            self.note(pick.lot, pick.bin, at, -pick.quantity)
             key = str(pick.layer)
             left = self.layers[key].quantity - pick.quantity
             if left:
                 self.layers[key] = replace(self.layers[key], quantity=left)
             else:
                 del self.layers[key]
+
+    def note(self, lot: str, bin_code: str, at: datetime, delta: Decimal) -> None:
+        """Records a movement; a place's history restarts whenever it becomes empty."""
+        place = f"{lot}\x1f{bin_code}"
+        movements = [*self.history.get(place, []), Movement(at, delta)]
+        movements.sort(key=lambda m: m.at)
+        if sum((m.delta for m in movements), ZERO) == ZERO:
+            self.history.pop(place, None)
+            self.empty_at[place] = max(movements[-1].at, self.empty_at.get(place, at))
+        else:
+            self.history[place] = movements
 
     def add_holds(self, holds: Mapping[str, Iterable[Hold]]) -> None:
         for reference, added in holds.items():
@@ -310,7 +327,7 @@ class StockItem(Aggregate):
         return takes
 
     def picks_for(self, takes: Iterable[Take]) -> list[Pick]:
-        """The cost layers consumed by takes: a lot's layers in a bin, in receipt order."""
+        """The cost layers consumed by takes: a lot's layers in a bin, earliest received first."""
         picks: list[Pick] = []
         for take in takes:
             remaining = take.quantity
@@ -320,7 +337,7 @@ class StockItem(Aggregate):
                     for layer in self.layers.values()
                     if layer.lot == take.lot and layer.bin == take.bin
                 ),
-                key=lambda item: item.id,
+                key=lambda item: (item.received_at, item.id),
             )
             for layer in layers:
                 if remaining <= ZERO:
@@ -508,6 +525,7 @@ class StockItem(Aggregate):
             )
             for i, p in enumerate(picks)
         ]
+        self.check_backdated(picks, conditions.effective_at)
         self.trigger_event(
             self.Moved,
             picks=picks,
@@ -697,6 +715,28 @@ class StockItem(Aggregate):
                     amount -= taken
         return released
 
+    def check_backdated(self, picks: Iterable[Pick], at: datetime) -> None:
+        """A backdated outflow must keep its place non-negative from its effective time to now."""
+        wanted: dict[str, Decimal] = {}
+        for pick in picks:
+            place = f"{pick.lot}\x1f{pick.bin}"
+            wanted[place] = wanted.get(place, ZERO) + pick.quantity
+        for place, amount in wanted.items():
+            movements = self.history.get(place, [])
+            if not movements or at >= movements[-1].at:
+                continue  # not backdated here: today's on-hand was already checked
+            lowest = lowest_balance_from(movements, at)
+            if place in self.empty_at and at < self.empty_at[place]:
+                lowest = ZERO
+            if lowest < amount:
+                lot, bin_code = place.split("\x1f")
+                raise InsufficientStock(
+                    f"{amount} of {self.sku} lot {lot!r} in {bin_code} at {at.isoformat()}:"
+                    f" only {max(lowest, ZERO)} there from then until now",
+                    requested=amount,
+                    available=max(lowest, ZERO),
+                )
+
     def _remove(
         self,
         picks: list[Pick],
@@ -705,6 +745,7 @@ class StockItem(Aggregate):
         reference: str | None,
         conditions: Conditions,
     ) -> None:
+        self.check_backdated(picks, conditions.effective_at)
         self.trigger_event(
             self.Removed,
             picks=picks,
@@ -713,6 +754,17 @@ class StockItem(Aggregate):
             reference=reference,
             effective_at=conditions.effective_at,
         )
+
+
+def lowest_balance_from(movements: list[Movement], at: datetime) -> Decimal:
+    """The lowest running on-hand of a place from `at` (inclusive) to its last movement."""
+    balance = sum((m.delta for m in movements if m.at <= at), ZERO)
+    lowest = balance
+    for movement in movements:
+        if movement.at > at:
+            balance += movement.delta
+            lowest = min(lowest, balance)
+    return lowest
 
 
 def _merge(current: Iterable[Hold], change: Iterable[Hold], sign: int) -> list[Hold]:

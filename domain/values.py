@@ -48,6 +48,14 @@ class Pick:
 
 
 @dataclasses.dataclass(frozen=True)
+class Movement:
+    """A change of one place's on-hand at its effective (business) time."""
+
+    at: datetime
+    delta: Decimal
+
+
+@dataclasses.dataclass(frozen=True)
 class Hold:
     """Reserved stock of one lot in one bin for a reference."""
 
@@ -85,5 +93,11 @@ class DataclassAsDict(Transcoding):
 def register_value_transcodings(transcoder: JSONTranscoder) -> None:
     """Dates and the stock value objects, for events that carry them."""
     transcoder.register(DateAsISO())
-    for cls, name in ((Layer, "layer"), (Pick, "pick"), (Hold, "hold"), (Bin, "bin")):
+    for cls, name in (
+        (Layer, "layer"),
+        (Pick, "pick"),
+        (Hold, "hold"),
+        (Bin, "bin"),
+        (Movement, "movement"),
+    ):
         transcoder.register(DataclassAsDict(cls, name))

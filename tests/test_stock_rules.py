@@ -320,3 +320,31 @@ def test_replaying_the_events_reproduces_the_state() -> None:
         item.status,
     )
     assert replayed.version == item.version
+
+
+def at_day(day: int) -> Conditions:
+    return conditions(effective_at=NOW - timedelta(days=10 - day))
+
+
+def test_a_backdated_issue_before_the_stock_arrived_is_refused() -> None:
+    item = StockItem.open(uuid4(), "SKU", "WH")
+    item.receive(Decimal(10), "A1", Decimal(1), "A", None, at_day(5))
+    with pytest.raises(InsufficientStock, match="from then until now"):
+        item.issue(Decimal(1), "sale", at_day(3), lot="A")
+
+
+def test_a_backdated_issue_must_keep_every_later_balance_non_negative() -> None:
+    item = StockItem.open(uuid4(), "SKU", "WH")
+    item.receive(Decimal(10), "A1", Decimal(1), "A", None, at_day(1))
+    item.issue(Decimal(8), "sale", at_day(3), lot="A")
+    with pytest.raises(InsufficientStock):
+        item.issue(Decimal(5), "sale", at_day(2), lot="A")
+    assert taken(item.issue(Decimal(2), "sale", at_day(2), lot="A")) == [("A", "A1", 2)]
+    assert item.on_hand() == 0
+
+
+def test_a_backdated_receipt_is_always_recordable() -> None:
+    item = StockItem.open(uuid4(), "SKU", "WH")
+    item.receive(Decimal(1), "A1", Decimal(1), "A", None, at_day(5))
+    item.receive(Decimal(4), "A1", Decimal(1), "A", None, at_day(2))
+    assert taken(item.issue(Decimal(3), "sale", at_day(3), lot="A")) == [("A", "A1", 3)]
