@@ -16,7 +16,7 @@ setup: $(STAMP)
 
 run: setup
 	$(BIN)/ledger db upgrade
-	$(BIN)/ledger tenant create demo --name "Demo Wholesale" --timezone Europe/Berlin --exist-ok
+	$(BIN)/ledger demo seed --tenant demo --exist-ok
 	$(BIN)/ledger tenant list
 	$(BIN)/ledger audit verify --tenant demo
 

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.application import (
+    AggregateNotFoundError,
+    Application,
+    ProcessingEvent,
+    Repository,
+)
 from eventsourcing.domain import BaseAggregate, DomainEventProtocol, MutableOrImmutableAggregate
 from eventsourcing.persistence import (
     InfrastructureFactory,
@@ -31,6 +37,34 @@ SNAPSHOTTED: tuple[type[MutableOrImmutableAggregate[UUID]], ...] = (
     Lot,
     StockItem,
 )
+
+
+def replay(aggregate: Any, events: Iterable[Any]) -> Any:
+    """The library's `project_aggregate` without its runtime Protocol check on every event."""
+    for event in events:
+        aggregate = event.mutate(aggregate)
+    return aggregate
+
+
+class TenantRepository(Repository[UUID]):
+    """The library's repository, replaying with `replay` unless told otherwise."""
+
+    def get(
+        self,
+        aggregate_id: UUID,
+        *,
+        version: int | None = None,
+        projector_func: Any = replay,
+        fastforward_skipping: bool = False,
+        deepcopy_from_cache: bool = True,
+    ) -> Any:
+        return super().get(
+            aggregate_id,
+            version=version,
+            projector_func=projector_func,
+            fastforward_skipping=fastforward_skipping,
+            deepcopy_from_cache=deepcopy_from_cache,
+        )
 
 
 class TenantApplication(Application[UUID]):
@@ -60,6 +94,9 @@ class TenantApplication(Application[UUID]):
 
     def construct_factory(self, env: Environment) -> InfrastructureFactory:
         return self._shared_factory
+
+    def construct_repository(self) -> Repository[UUID]:
+        return TenantRepository(event_store=self.events, snapshot_store=self.snapshots)
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)

@@ -6,7 +6,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -143,7 +143,10 @@ class InventoryApplication(TenantApplication):
         self, command: str, request: dict[str, Any], meta: EventMetadata, action: Action
     ) -> StockResult:
         """Runs a command once per idempotency key, retrying lost optimistic-concurrency races."""
-        key = meta.idempotency_key or f"generated:{uuid.uuid4()}"
+        if meta.idempotency_key is None:
+            meta = replace(meta, idempotency_key=f"generated:{uuid.uuid4()}")
+        key = meta.idempotency_key
+        assert key is not None
         digest = fingerprint(command, request)
         earlier = self._recorded(key, digest)
         if earlier is not None:
@@ -364,12 +367,13 @@ class InventoryApplication(TenantApplication):
             amount = quantity(qty, product.decimals)
             cost = money(unit_cost)
             code = validate_code("lot", lot) if lot is not None else generated
-            expiry = self._expiry(product, expires_on, conditions)
             registry = self.lot(sku, code)
             if registry is None:
+                expiry = self._expiry(product, expires_on, conditions)
                 registry = Lot.register(self.tenant_id, sku, code, expiry, warehouse)
             else:
-                registry.check_expiry(expiry)
+                self._expiry(product, expires_on, conditions)  # validates what was given
+                registry.check_expiry(expires_on)  # a lot keeps the expiry it was received with
                 expiry = registry.expires_on
                 registry.stock_in(warehouse)
             if item is None:

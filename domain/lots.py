@@ -43,14 +43,14 @@ class Lot(Aggregate):
 
         def apply(self, aggregate: Aggregate) -> None:
             assert isinstance(aggregate, Lot)
-            aggregate.status = LotStatus(self.status)
+            aggregate.status = self.status
 
     def __init__(self, sku: str, lot: str, expires_on: date | None, warehouse: str) -> None:
         self.sku = sku
         self.lot = lot
         self.expires_on = expires_on
         self.warehouses: tuple[str, ...] = (warehouse,)
-        self.status = LotStatus.RELEASED
+        self.status = LotStatus.RELEASED.value
 
     @classmethod
     def register(
@@ -78,5 +78,5 @@ class Lot(Aggregate):
             self.trigger_event(self.StockedIn, warehouse=warehouse)
 
     def set_status(self, status: LotStatus) -> None:
-        if status is not self.status:
+        if status.value != self.status:
             self.trigger_event(self.StatusChanged, status=status.value)

@@ -667,10 +667,11 @@ class StockItem(Aggregate):
             self._remove(picks, released, "count", None, conditions)
         return difference
 
-    def set_lot_status(self, lot: str, status: LotStatus) -> None:
+    def set_lot_status(self, lot: str, status: LotStatus | str) -> None:
         """Mirrors a lot's status (kept by the lot itself) into this warehouse's stock."""
-        if lot in self.status and self.status[lot] != status.value:
-            self.trigger_event(self.LotStatusSet, lot=lot, status=status.value)
+        value = LotStatus(status).value
+        if lot in self.status and self.status[lot] != value:
+            self.trigger_event(self.LotStatusSet, lot=lot, status=value)
 
     def write_off_expired(self, conditions: Conditions, *, lot: str | None = None) -> list[Pick]:
         """Removes all expired stock (or one expired lot), releasing its reservations."""

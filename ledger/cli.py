@@ -1,11 +1,13 @@
-"""The ``ledger`` command line: database migrations, tenants, audit verification."""
+"""The ``ledger`` command line: database migrations, tenants, audit verification, demo data."""
 
 from __future__ import annotations
 
 import getpass
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, NoReturn, TypeVar
+from uuid import UUID
 
 import typer
 from eventsourcing.persistence import PersistenceError
@@ -15,7 +17,8 @@ from domain.errors import AlreadyExists, DomainError, NotFound
 from domain.ids import tenant_id_for
 from domain.metadata import Actor, EventMetadata
 from domain.tenant import Tenant
-from ledger import migrate
+from eventstore.store import LedgerStore
+from ledger import demo, migrate
 from ledger.settings import Settings
 from ledger.wiring import Ledger, check_schema
 
@@ -23,9 +26,11 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 db_app = typer.Typer(no_args_is_help=True, help="Database schema (Alembic migrations).")
 tenant_app = typer.Typer(no_args_is_help=True, help="Tenants: the unit of isolation.")
 audit_app = typer.Typer(no_args_is_help=True, help="Audit: hash-chain verification.")
+demo_app = typer.Typer(no_args_is_help=True, help="Demo data to try the ledger with.")
 app.add_typer(db_app, name="db")
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(audit_app, name="audit")
+app.add_typer(demo_app, name="demo")
 
 T = TypeVar("T")
 
@@ -154,13 +159,73 @@ def audit_verify(
         tenant_id = tenant_id_for(tenant)
         if ledger.store.head(tenant_id).position == 0:
             fail(f"tenant {tenant!r} not found")
-        result = ledger.store.verify(tenant_id)
         typer.echo(f"tenant: {tenant} ({tenant_id})")
-        typer.echo(f"checked to position: {result.checked_to_position}")
-        typer.echo(f"head hash: {result.head_hash.hex()}")
-        if not result.ok:
-            fail(f"first bad position: {result.first_bad_position} ({result.reason})")
-        typer.echo("ok: the hash chain matches every stored payload")
+        verify_chain(ledger.store, tenant_id)
+
+
+# Typer keeps the line breaks of a help text's later paragraphs, so each is one line here.
+SEED_HELP = (
+    "Fills a new or empty tenant with a wholesaler's stock: 6 FEFO food and 6 FIFO hardware SKUs,"
+    " two warehouses with zones and bins, and a week of receipts, put-aways, orders, issues,"
+    " transfers, counts, damage, holds and write-offs; then verifies the hash chain."
+    "\n\nA tenant that has recorded anything besides its creation and settings is refused"
+    " (exit 1; with --exist-ok it is left as it is, exit 0): events cannot be deleted, so demo"
+    " data must never mix with real records. To seed again, name another --tenant."
+)
+
+
+@demo_app.command("seed", help=SEED_HELP)
+def demo_seed(
+    tenant: Annotated[str, typer.Option(help="The tenant's slug (created when missing).")] = "demo",
+    events: Annotated[int, typer.Option(min=1, help="Append at least this many events.")] = 500,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed and --events, same events")] = 7,
+    exist_ok: Annotated[
+        bool, typer.Option("--exist-ok", help="Leave a tenant that holds records as it is, exit 0.")
+    ] = False,
+) -> None:
+    """Seeds demo data into a new or empty tenant (see SEED_HELP)."""
+    with opened_ledger() as ledger:
+        tenant_id = tenant_id_for(tenant)
+        inventory = ledger.app(tenant_id)
+        try:
+            inventory.create_tenant(tenant, "Demo Wholesale", demo.TIMEZONE, cli_meta())
+        except AlreadyExists:
+            if holds_records(ledger.store, tenant_id):
+                if not exist_ok:
+                    fail(f"tenant {tenant!r} already holds records; seed a new tenant (--tenant)")
+                typer.echo(f"tenant: {tenant} ({tenant_id}) already holds records; nothing seeded")
+                verify_chain(ledger.store, tenant_id)
+                return
+        started = time.perf_counter()
+        summary = demo.seed(inventory, events=events, rng_seed=seed, meta=cli_meta())
+        typer.echo(f"tenant: {tenant} ({tenant_id})")
+        print_summary(summary, time.perf_counter() - started)
+        verify_chain(ledger.store, tenant_id)
+
+
+def print_summary(summary: demo.SeedSummary, seconds: float) -> None:
+    first, head = summary.first_position + 1, summary.head_position
+    typer.echo(f"appended {summary.events} events (positions {first}-{head}) in {seconds:.1f} s")
+    typer.echo(f"commands: {_counts(summary.commands)}")
+    typer.echo(f"refused by stock rules, skipped: {_counts(summary.refused) or 'none'}")
+
+
+def holds_records(store: LedgerStore, tenant_id: UUID) -> bool:
+    """Whether the tenant has recorded anything besides its own creation and settings."""
+    return any(not e.topic.startswith("domain.tenant:") for e in store.iter_events(tenant_id))
+
+
+def verify_chain(store: LedgerStore, tenant_id: UUID) -> None:
+    result = store.verify(tenant_id)
+    typer.echo(f"checked to position: {result.checked_to_position}")
+    typer.echo(f"head hash: {result.head_hash.hex()}")
+    if not result.ok:
+        fail(f"first bad position: {result.first_bad_position} ({result.reason})")
+    typer.echo("ok: the hash chain matches every stored payload")
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{name} {n}" for name, n in counts.items())
 
 
 def main() -> None:

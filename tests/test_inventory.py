@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -238,3 +238,44 @@ def test_a_keyed_command_that_changed_nothing_is_replayed_too(app: InventoryAppl
     assert (first.replayed, again.replayed, again.position) == (False, True, first.position)
     with pytest.raises(IdempotencyKeyReused):
         app.change_settings(keyed, block_expired_issue=False)
+
+
+def test_a_lot_received_again_without_an_expiry_keeps_its_own(store: LedgerStore) -> None:
+    slug = f"t-{uuid.uuid4().hex[:10]}"
+    tenant = tenant_id_for(slug)
+    clock = [NOW]
+    app = InventoryApplication(tenant, store.factory_for(tenant), clock=lambda: clock[0])
+    app.create_tenant(slug, None, "UTC", M)
+    app.register_product("MILK", "Milk", M, expiry_tracked=True, shelf_life_days=10)
+    app.register_warehouse("WH1", "WH1", "UTC", M)
+    app.add_bin("WH1", "A1", M)
+    app.receive("MILK", "WH1", "A1", 1, "1", M, lot="B1")
+    clock[0] = NOW + timedelta(days=1)
+    app.receive("MILK", "WH1", "A1", 1, "1", M, lot="B1")
+    item = app.stock_item("MILK", "WH1")
+    assert item is not None
+    assert (item.on_hand(), item.expiry["B1"]) == (2, date(2026, 6, 25))
+
+
+def test_lots_and_stock_loaded_from_snapshots_behave_as_replayed(store: LedgerStore) -> None:
+    slug = f"t-{uuid.uuid4().hex[:10]}"
+    tenant = tenant_id_for(slug)
+    app = InventoryApplication(tenant, store.factory_for(tenant), snapshot_interval=1)
+    app.create_tenant(slug, None, "UTC", M)
+    app.register_product("BOLT", "Bolt", M)
+    for code in ("W1", "W2"):
+        app.register_warehouse(code, code, "UTC", M)
+        app.add_bin(code, "A1", M)
+    app.receive("BOLT", "W1", "A1", 5, "1", M, lot="L1")
+    app.set_lot_status("BOLT", "L1", "hold", M)
+    app.set_lot_status("BOLT", "L1", "released", M)
+    app.transfer("BOLT", "W1", "W2", "A1", 2, M)
+    assert app.stock_item("BOLT", "W2").on_hand() == 2  # type: ignore[union-attr]
+
+
+def test_a_generated_idempotency_key_is_recorded_in_the_event_metadata(
+    app: InventoryApplication, store: LedgerStore
+) -> None:
+    result = app.receive("BOLT", "WH1", "A1", 1, "1", M)
+    event = store.read(app.tenant_id, after=result.position - 1, limit=1)[0]
+    assert str(event.header["idempotency_key"]).startswith("generated:")
