@@ -69,7 +69,8 @@ SELECT %(tenant_id)s::uuid, %(originator_id)s::uuid, %(originator_version)s::big
 RETURNING position
 """  # noqa: S608
 
-# Several events: the head remembers the hash it had, the insert chains from it.
+# Several events: the head remembers the hash it had; the chain from it is computed once
+# (MATERIALIZED: otherwise the planner may evaluate it again for every inserted row).
 INSERT_MANY = f"""
 WITH head AS (
     UPDATE {HEADS}
@@ -78,13 +79,14 @@ WITH head AS (
            hash = (ledger_hash_chain(hash, %(payloads)s::bytea[]))[%(n)s::int]
      WHERE tenant_id = %(tenant_id)s::uuid
  RETURNING position - %(n)s::bigint AS base, prev_hash
+), chain AS MATERIALIZED (
+    SELECT head.base, ledger_hash_chain(head.prev_hash, %(payloads)s::bytea[]) AS hashes
+      FROM head
 )
 INSERT INTO {EVENTS} (tenant_id, originator_id, originator_version, position, topic, payload, hash)
-SELECT %(tenant_id)s::uuid, e.originator_id, e.originator_version, head.base + e.ord,
-       e.topic, e.payload, c.hashes[e.ord]
-  FROM head
- CROSS JOIN LATERAL (
-       SELECT ledger_hash_chain(head.prev_hash, %(payloads)s::bytea[]) AS hashes) AS c
+SELECT %(tenant_id)s::uuid, e.originator_id, e.originator_version, chain.base + e.ord,
+       e.topic, e.payload, chain.hashes[e.ord]
+  FROM chain
  CROSS JOIN LATERAL unnest(%(ids)s::uuid[], %(versions)s::bigint[], %(topics)s::text[],
                            %(payloads)s::bytea[])
        WITH ORDINALITY AS e(originator_id, originator_version, topic, payload, ord)

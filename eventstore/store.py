@@ -29,9 +29,9 @@ class LedgerStore(ABC):
     and on PostgreSQL a stream read touches only the tenant's hash partition.
     """
 
-    def factory_for(self, tenant_id: UUID) -> InfrastructureFactory:
+    def factory_for(self, tenant_id: UUID, *, snapshots: bool = True) -> InfrastructureFactory:
         """The library's infrastructure factory for one tenant's application."""
-        return TenantFactory(self, tenant_id)
+        return TenantFactory(self, tenant_id, snapshots=snapshots)
 
     @abstractmethod
     def application_recorder(self, tenant_id: UUID) -> ApplicationRecorder:
@@ -97,10 +97,11 @@ class LedgerStore(ABC):
 class TenantFactory(InfrastructureFactory[TrackingRecorder]):
     """The library's factory for one tenant: recorders bound to the tenant, shared connections."""
 
-    def __init__(self, store: LedgerStore, tenant_id: UUID) -> None:
+    def __init__(self, store: LedgerStore, tenant_id: UUID, *, snapshots: bool = True) -> None:
         super().__init__(Environment("Ledger", {}))
         self.store = store
         self.tenant_id = tenant_id
+        self.snapshots = snapshots
 
     def aggregate_recorder(self, purpose: str = "events") -> AggregateRecorder:
         if purpose == "snapshots":
@@ -117,7 +118,7 @@ class TenantFactory(InfrastructureFactory[TrackingRecorder]):
         raise NotImplementedError("process applications are not used by the ledger")
 
     def is_snapshotting_enabled(self) -> bool:
-        return True
+        return self.snapshots
 
     def close(self) -> None:
         """The store, not the tenant's factory, owns the connections."""

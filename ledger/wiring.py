@@ -74,7 +74,7 @@ class Ledger:
             if app is None:
                 app = InventoryApplication(
                     tenant_id,
-                    self.store.factory_for(tenant_id),
+                    self.store.factory_for(tenant_id, snapshots=self.snapshot_interval > 0),
                     snapshot_interval=self.snapshot_interval,
                     snapshotted=self.snapshotted,
                 )
