@@ -17,40 +17,35 @@ import argparse
 import cProfile
 import os
 import pstats
-import secrets
 import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID, uuid4
 
 import psycopg
 from eventsourcing.application import Application
 from eventsourcing.utils import Environment
-from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
+from bench.common import DEFAULT_PARTITIONS, admin_url, migrate_postgres, throwaway_database
 from bench.counter import Counter
 from domain.application import TenantApplication
 from domain.metadata import EventMetadata
 from eventstore.envelope import ZERO_HASH, encode_payload, utc_now
 from eventstore.postgres import INSERT_ONE, PostgresLedgerStore
 from eventstore.queries import EVENTS, HEADS
-from ledger.migrate import upgrade
 from ledger.wiring import Ledger
 
-DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_SECONDS = 5.0
 DEFAULT_WARMUP = 1.0
 DEFAULT_ROUNDS = 2
 DEFAULT_WRITERS = 4
-DEFAULT_PARTITIONS = 16
 
 GOAL_STORE_VS_RAW = 0.6
 GOAL_TENANT_SCALING = 2.0
@@ -525,30 +520,6 @@ def run_case(bench: Bench, case: Case, shape: Shape, warmup: float, seconds: flo
         return measure(case, shape, case.build(bench, shape, stack), bench.url, warmup, seconds)
 
 
-def with_dbname(url: str, dbname: str) -> str:
-    parts = urlsplit(url)
-    if not parts.scheme.startswith("postgres"):
-        raise SystemExit(f"LEDGER_BENCH_DATABASE_URL must be a postgresql:// URL, not {url!r}")
-    return urlunsplit(parts._replace(scheme="postgresql", path="/" + dbname))
-
-
-@contextmanager
-def throwaway_database(admin_url: str) -> Iterator[str]:
-    """A new, empty database on the admin URL's server (its URL); dropped afterwards."""
-    name = f"ledger_bench_{secrets.token_hex(6)}"
-    url = with_dbname(admin_url, name)
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield url
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-        print(f"dropped database {name}")
-
-
 def sample_state(url: str) -> bytes:
     """The store's serialised Incremented event, as its own mapper makes it (no writes)."""
     with Ledger(PostgresLedgerStore(url, pool_size=1), snapshot_interval=0) as ledger:
@@ -823,10 +794,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    admin_url = os.environ.get("LEDGER_BENCH_DATABASE_URL", DEFAULT_ADMIN_URL)
-    with throwaway_database(admin_url) as url:
+    with throwaway_database(admin_url()) as url:
         print(f"benchmark database {conninfo_to_dict(url)['dbname']}; migrating...")
-        upgrade("postgresql+psycopg://" + url.split("://", 1)[1], args.partitions)
+        migrate_postgres(url, args.partitions)
         create_default_tables(url)
         bench = Bench(url=url, state=sample_state(url))
         baseline = sample_busy(1.0)
