@@ -81,7 +81,7 @@ class TenantApplication(Application[UUID]):
         tenant_id: UUID,
         factory: InfrastructureFactory,
         *,
-        snapshot_interval: int = 100,
+        snapshot_interval: int = 20,
         snapshotted: tuple[type[MutableOrImmutableAggregate[UUID]], ...] = SNAPSHOTTED,
     ) -> None:
         self.tenant_id = tenant_id

@@ -128,7 +128,7 @@ class InventoryApplication(TenantApplication):
         tenant_id: UUID,
         factory: InfrastructureFactory,
         *,
-        snapshot_interval: int = 100,
+        snapshot_interval: int = 20,
         snapshotted: tuple[type[MutableOrImmutableAggregate[UUID]], ...] = SNAPSHOTTED,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -367,7 +367,7 @@ class InventoryApplication(TenantApplication):
             amount = quantity(qty, product.decimals)
             cost = money(unit_cost)
             code = validate_code("lot", lot) if lot is not None else generated
-            registry = self.lot(sku, code)
+            registry = self.lot(sku, code) if lot is not None else None  # a new id is new
             if registry is None:
                 expiry = self._expiry(product, expires_on, conditions)
                 registry = Lot.register(self.tenant_id, sku, code, expiry, warehouse)

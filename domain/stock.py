@@ -25,6 +25,9 @@ from domain.ids import stream_id
 from domain.quantities import ZERO
 from domain.values import Hold, Layer, Movement, Pick
 
+#: Movements kept apart per place for checking backdated entries.
+HISTORY_DEPTH = 64
+
 
 def stock_item_id(tenant_id: UUID, sku: str, warehouse: str) -> UUID:
     return stream_id(tenant_id, "stock-item", sku, warehouse)
@@ -84,6 +87,7 @@ class StockItem(Aggregate):
             assert isinstance(aggregate, StockItem)
             aggregate.take_layers(self.picks, self.effective_at)
             aggregate.drop_holds(self.released)
+            aggregate.forget_empty_lots()
 
     class Moved(Aggregate.Event):
         """Stock moved between bins of the warehouse; reserved stock moves with its holds."""
@@ -101,6 +105,7 @@ class StockItem(Aggregate):
                 aggregate.add_layer(layer, aggregate.expiry[layer.lot], self.effective_at)
             aggregate.drop_holds(self.released)
             aggregate.add_holds(self.held)
+            aggregate.forget_empty_lots()
 
     class Reserved(Aggregate.Event):
         """Stock was reserved for a reference (an order, a pick list)."""
@@ -141,10 +146,9 @@ class StockItem(Aggregate):
         self.expiry: dict[str, date | None] = {}
         self.status: dict[str, str] = {}
         self.holds: dict[str, list[Hold]] = {}
-        # Per place ("lot\x1fbin"): on-hand changes by effective time since it was last empty,
-        # and when that was; what backdated entries are checked against.
+        # Per place ("lot\x1fbin"): its latest on-hand changes by effective time since it was
+        # last empty; what backdated entries are checked against.
         self.history: dict[str, list[Movement]] = {}
-        self.empty_at: dict[str, datetime] = {}
 
     @classmethod
     def open(cls, tenant_id: UUID, sku: str, warehouse: str) -> StockItem:
@@ -173,15 +177,30 @@ class StockItem(Aggregate):
                 del self.layers[key]
 
     def note(self, lot: str, bin_code: str, at: datetime, delta: Decimal) -> None:
-        """Records a movement; a place's history restarts whenever it becomes empty."""
+        """Records a movement; a place's history restarts whenever it becomes empty.
+
+        Only the latest HISTORY_DEPTH movements are kept apart; older ones are summed into one
+        at the time of the last of them, so a backdated entry before that time sees no stock
+        (refused: the safe side) and the state stays small.
+        """
         place = f"{lot}\x1f{bin_code}"
         movements = [*self.history.get(place, []), Movement(at, delta)]
         movements.sort(key=lambda m: m.at)
         if sum((m.delta for m in movements), ZERO) == ZERO:
             self.history.pop(place, None)
-            self.empty_at[place] = max(movements[-1].at, self.empty_at.get(place, at))
-        else:
-            self.history[place] = movements
+            return
+        if len(movements) > HISTORY_DEPTH:
+            old, movements = movements[: -HISTORY_DEPTH + 1], movements[-HISTORY_DEPTH + 1 :]
+            movements.insert(0, Movement(old[-1].at, sum((m.delta for m in old), ZERO)))
+        self.history[place] = movements
+
+    def forget_empty_lots(self) -> None:
+        """Lots without stock or reservations here leave the state (their registry keeps them)."""
+        live = {layer.lot for layer in self.layers.values()}
+        live.update(hold.lot for holds in self.holds.values() for hold in holds)
+        for lot in [lot for lot in self.expiry if lot not in live]:
+            del self.expiry[lot]
+            self.status.pop(lot, None)
 
     def add_holds(self, holds: Mapping[str, Iterable[Hold]]) -> None:
         for reference, added in holds.items():
@@ -727,8 +746,6 @@ class StockItem(Aggregate):
             if not movements or at >= movements[-1].at:
                 continue  # not backdated here: today's on-hand was already checked
             lowest = lowest_balance_from(movements, at)
-            if place in self.empty_at and at < self.empty_at[place]:
-                lowest = ZERO
             if lowest < amount:
                 lot, bin_code = place.split("\x1f")
                 raise InsufficientStock(

@@ -16,7 +16,7 @@ class Settings(BaseSettings):
         description="sqlite:///<path> (embedded default) or postgresql://user:pass@host:port/db",
     )
     snapshot_interval: int = Field(
-        default=100, ge=0, description="Snapshot a stream every N events (0: never)."
+        default=20, ge=0, description="Snapshot a stream every N events (0: never)."
     )
     event_partitions: int = Field(
         default=16, ge=1, le=1024, description="Hash partitions of the events table (migration)."

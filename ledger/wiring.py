@@ -52,7 +52,7 @@ class Ledger:
         self,
         store: LedgerStore,
         *,
-        snapshot_interval: int = 100,
+        snapshot_interval: int = 20,
         snapshotted: tuple[type[MutableOrImmutableAggregate[UUID]], ...] = SNAPSHOTTED,
         max_cached_tenants: int = 1024,
     ) -> None:

@@ -18,7 +18,7 @@ from domain.errors import (
     LotUnavailable,
     UnknownReference,
 )
-from domain.stock import Conditions, StockItem
+from domain.stock import HISTORY_DEPTH, Conditions, StockItem
 
 TODAY = date(2026, 6, 15)
 NOW = datetime(2026, 6, 15, 10, 0, tzinfo=UTC)
@@ -348,3 +348,30 @@ def test_a_backdated_receipt_is_always_recordable() -> None:
     item.receive(Decimal(1), "A1", Decimal(1), "A", None, at_day(5))
     item.receive(Decimal(4), "A1", Decimal(1), "A", None, at_day(2))
     assert taken(item.issue(Decimal(3), "sale", at_day(3), lot="A")) == [("A", "A1", 3)]
+
+
+def test_a_lot_without_stock_or_reservations_leaves_the_stock_items_state() -> None:
+    item = item_with(
+        ("GONE", "A1", "2", "1", date(2026, 8, 1), 0), ("KEPT", "A1", "2", "1", date(2026, 8, 2), 1)
+    )
+    item.issue(Decimal(2), "sale", conditions(), lot="GONE")
+    assert (set(item.expiry), set(item.status), list(item.history)) == (
+        {"KEPT"},
+        {"KEPT"},
+        ["KEPT\x1fA1"],
+    )
+
+
+def test_a_places_history_keeps_its_latest_movements_and_refuses_entries_before_them() -> None:
+    item = StockItem.open(uuid4(), "SKU", "WH")
+    start = NOW - timedelta(days=300)
+    for day in range(HISTORY_DEPTH + 20):
+        moment = conditions(effective_at=start + timedelta(days=day))
+        item.receive(Decimal(1), "A1", Decimal(1), "A", None, moment)
+    movements = item.history["A\x1fA1"]
+    assert len(movements) == HISTORY_DEPTH
+    assert movements[0].delta == 21  # the 21 oldest receipts, summed
+    recent = conditions(effective_at=start + timedelta(days=HISTORY_DEPTH + 10))
+    assert sum(p.quantity for p in item.issue(Decimal(5), "sale", recent, lot="A")) == 5
+    with pytest.raises(InsufficientStock):
+        item.issue(Decimal(1), "sale", conditions(effective_at=start + timedelta(days=5)), lot="A")
