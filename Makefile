@@ -30,6 +30,8 @@ test: lint
 
 bench: setup
 	$(BIN)/python -m bench.append
+	$(BIN)/python -m bench.load
+	$(BIN)/python -m bench.commands
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info ledger.db*
