@@ -6,7 +6,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -64,7 +64,6 @@ class StockResult:
     difference: Decimal | None = None
     shortage: Decimal | None = None
     replayed: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def cost(self) -> Decimal:
@@ -87,7 +86,6 @@ class StockResult:
                 "lot": self.lot,
                 "difference": None if self.difference is None else str(self.difference),
                 "shortage": None if self.shortage is None else str(self.shortage),
-                "extra": self.extra,
             },
             default=str,
         )
@@ -113,7 +111,6 @@ class StockResult:
             difference=None if data["difference"] is None else Decimal(data["difference"]),
             shortage=None if data["shortage"] is None else Decimal(data["shortage"]),
             replayed=True,
-            extra=data["extra"],
         )
 
 
@@ -170,14 +167,7 @@ class InventoryApplication(TenantApplication):
                 if recordings
                 else self.recorder.max_notification_id() or 0
             )
-            return StockResult(
-                position,
-                result.picks,
-                result.lot,
-                result.difference,
-                result.shortage,
-                extra=result.extra,
-            )
+            return replace(result, position=position)
         raise ConcurrencyConflict(f"{command}: lost {MAX_ATTEMPTS} concurrency races; retry")
 
     def _recorded(self, key: str, digest: bytes) -> StockResult | None:
