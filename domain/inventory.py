@@ -148,6 +148,8 @@ class InventoryApplication(TenantApplication):
         earlier = self._recorded(key, digest)
         if earlier is not None:
             return earlier
+        if meta.effective_at is not None:
+            self.check_effective_at(meta.effective_at, self.tenant())
         for attempt in range(MAX_ATTEMPTS):
             aggregates, result = action()
             record = IdempotencyRecord(key, digest, result.outcome())
@@ -220,11 +222,7 @@ class InventoryApplication(TenantApplication):
         """The product's rules, the bins, today's business date and the entry's effective time."""
         now = self.clock()
         effective_at = meta.effective_at or now
-        if effective_at > now + timedelta(minutes=5):
-            raise ValidationFailed("effective_at", "must not lie in the future")
-        lock = tenant.period_lock_date
-        if lock is not None and effective_at.astimezone(ZoneInfo(tenant.timezone)).date() < lock:
-            raise PeriodLocked(f"entries before {lock} are locked")
+        self.check_effective_at(effective_at, tenant)
         return Conditions(
             product=product.rules,
             bins=warehouse.bins,
@@ -232,6 +230,14 @@ class InventoryApplication(TenantApplication):
             effective_at=effective_at,
             block_expired_issue=tenant.block_expired_issue,
         )
+
+    def check_effective_at(self, effective_at: datetime, tenant: Tenant) -> None:
+        """An entry's business time: not in the future, not before the tenant's period lock."""
+        if effective_at > self.clock() + timedelta(minutes=5):
+            raise ValidationFailed("effective_at", "must not lie in the future")
+        lock = tenant.period_lock_date
+        if lock is not None and effective_at.astimezone(ZoneInfo(tenant.timezone)).date() < lock:
+            raise PeriodLocked(f"entries before {lock} are locked")
 
     def context(
         self, sku: str, warehouse_code: str, meta: EventMetadata
