@@ -41,7 +41,8 @@ from domain.idempotency import (
 from domain.lots import Lot, lot_id
 from domain.metadata import EventMetadata
 from domain.quantities import ZERO, counted_quantity, money, quantity, signed_quantity
-from domain.stock import Conditions, StockItem, stock_item_id
+from domain.stock import StockItem, stock_item_id
+from domain.stock_state import Conditions
 from domain.tenant import Tenant
 from domain.values import Pick
 
@@ -116,6 +117,12 @@ class StockResult:
 
 Action = Callable[[], tuple[Aggregates, StockResult]]
 
+# Commands that configure the ledger rather than record what happened in a warehouse: they
+# take effect when recorded, so they take no business time of their own.
+CONFIGURATION = frozenset(
+    {"register_product", "change_product", "register_warehouse", "add_bin", "change_settings"}
+)
+
 
 class InventoryApplication(TenantApplication):
     """Catalog, warehouse and stock commands of one tenant."""
@@ -149,6 +156,10 @@ class InventoryApplication(TenantApplication):
         if earlier is not None:
             return earlier
         if meta.effective_at is not None:
+            if command in CONFIGURATION:
+                raise ValidationFailed(
+                    "effective_at", f"{command} takes effect when recorded, not at a business time"
+                )
             self.check_effective_at(meta.effective_at, self.tenant())
         for attempt in range(MAX_ATTEMPTS):
             aggregates, result = action()

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from domain.allocation import LotStatus
 from domain.errors import DomainError, ValidationFailed
-from domain.inventory import InventoryApplication, StockResult
+from domain.inventory import CONFIGURATION, InventoryApplication, StockResult
 from domain.metadata import EventMetadata
 from domain.quantities import ZERO
 from domain.stock import StockItem
@@ -148,7 +148,8 @@ class Seeder:
         """Runs one command at the next effective time; a domain refusal is counted, not raised."""
         self.tick += 1
         at = min(self.began + self.step * self.tick, self.app.clock())
-        meta = replace(self.meta, idempotency_key=None, effective_at=at)
+        configures = command.__name__ in CONFIGURATION  # takes effect when recorded
+        meta = replace(self.meta, idempotency_key=None, effective_at=None if configures else at)
         try:
             result = command(*args, meta, **kwargs)
         except DomainError as error:

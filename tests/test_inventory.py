@@ -184,6 +184,21 @@ def test_an_entry_before_the_period_lock_date_is_refused(app: InventoryApplicati
     assert app.receive("BOLT", "WH1", "A1", 1, "1", on_time).position > 0
 
 
+def test_configuration_takes_effect_when_recorded_and_takes_no_business_time(
+    app: InventoryApplication,
+) -> None:
+    backdated = EventMetadata(effective_at=datetime(2026, 5, 31, 12, tzinfo=UTC))
+    before = head(app)
+    with pytest.raises(ValidationFailed, match="effective_at"):
+        app.change_settings(backdated, period_lock_date=date(2026, 6, 1))
+    with pytest.raises(ValidationFailed, match="effective_at"):
+        app.register_product("NUT", "Nut M6", backdated)
+    with pytest.raises(ValidationFailed, match="effective_at"):
+        app.add_bin("WH1", "B9", backdated)
+    assert head(app) == before
+    assert app.tenant().period_lock_date is None
+
+
 @pytest.mark.parametrize(
     ("sku", "warehouse", "bin_code"),
     [("NOPE", "WH1", "A1"), ("BOLT", "NOPE", "A1"), ("BOLT", "WH1", "NOPE")],
