@@ -3,45 +3,31 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
-from domain.allocation import LotStatus, Slice, Take, allocate, policy_order
-from domain.catalog import Bin, ProductRules
+from domain.allocation import LotStatus, Take, allocate, policy_order
 from domain.errors import (
     CountMismatch,
     InsufficientStock,
-    LotConflict,
-    LotExpired,
     LotRequired,
-    LotUnavailable,
     UnknownReference,
 )
 from domain.ids import stream_id
 from domain.quantities import ZERO
-from domain.values import Hold, Layer, Movement, Pick
+from domain.stock_picking import StockPicking
+from domain.stock_state import HISTORY_DEPTH, Conditions
+from domain.values import Hold, Layer, Pick
 
-#: Movements kept apart per place for checking backdated entries.
-HISTORY_DEPTH = 64
+__all__ = ["HISTORY_DEPTH", "Allocation", "Conditions", "StockItem", "stock_item_id"]
 
 
 def stock_item_id(tenant_id: UUID, sku: str, warehouse: str) -> UUID:
     return stream_id(tenant_id, "stock-item", sku, warehouse)
-
-
-@dataclass(frozen=True)
-class Conditions:
-    """What a stock command needs from outside its stream: product, bins, date, tenant rules."""
-
-    product: ProductRules
-    bins: Mapping[str, Bin]
-    today: date
-    effective_at: datetime
-    block_expired_issue: bool = True
 
 
 @dataclass(frozen=True)
@@ -52,7 +38,7 @@ class Allocation:
     shortage: Decimal
 
 
-class StockItem(Aggregate):
+class StockItem(StockPicking, Aggregate):
     """Stock of one SKU in one warehouse; no lot-and-bin on-hand ever goes negative."""
 
     class Opened(Aggregate.Created):
@@ -141,14 +127,12 @@ class StockItem(Aggregate):
     def __init__(self, sku: str, warehouse: str) -> None:
         self.sku = sku
         self.warehouse = warehouse
-        self.layers: dict[str, Layer] = {}
+        self.layers = {}
         self.next_layer = 1
-        self.expiry: dict[str, date | None] = {}
-        self.status: dict[str, str] = {}
-        self.holds: dict[str, list[Hold]] = {}
-        # Per place ("lot\x1fbin"): its latest on-hand changes by effective time since it was
-        # last empty; what backdated entries are checked against.
-        self.history: dict[str, list[Movement]] = {}
+        self.expiry = {}
+        self.status = {}
+        self.holds = {}
+        self.history = {}
 
     @classmethod
     def open(cls, tenant_id: UUID, sku: str, warehouse: str) -> StockItem:
@@ -156,224 +140,6 @@ class StockItem(Aggregate):
             cls.Opened, id=stock_item_id(tenant_id, sku, warehouse), sku=sku, warehouse=warehouse
         )
         return item
-
-    # -- state changes (called only when applying events) --------------------------------------
-
-    def add_layer(self, layer: Layer, expires_on: date | None, at: datetime) -> None:
-        self.layers[str(layer.id)] = layer
-        self.note(layer.lot, layer.bin, at, layer.quantity)
-        self.next_layer = max(self.next_layer, layer.id + 1)
-        self.expiry.setdefault(layer.lot, expires_on)
-        self.status.setdefault(layer.lot, LotStatus.RELEASED.value)
-
-    def take_layers(self, picks: Iterable[Pick], at: datetime) -> None:
-        for pick in picks:
-            self.note(pick.lot, pick.bin, at, -pick.quantity)
-            key = str(pick.layer)
-            left = self.layers[key].quantity - pick.quantity
-            if left:
-                self.layers[key] = replace(self.layers[key], quantity=left)
-            else:
-                del self.layers[key]
-
-    def note(self, lot: str, bin_code: str, at: datetime, delta: Decimal) -> None:
-        """Records a movement; a place's history restarts whenever it becomes empty.
-
-        Only the latest HISTORY_DEPTH movements are kept apart; older ones are summed into one
-        at the time of the last of them, so a backdated entry before that time sees no stock
-        (refused: the safe side) and the state stays small.
-        """
-        place = f"{lot}\x1f{bin_code}"
-        movements = [*self.history.get(place, []), Movement(at, delta)]
-        movements.sort(key=lambda m: m.at)
-        if sum((m.delta for m in movements), ZERO) == ZERO:
-            self.history.pop(place, None)
-            return
-        if len(movements) > HISTORY_DEPTH:
-            old, movements = movements[: -HISTORY_DEPTH + 1], movements[-HISTORY_DEPTH + 1 :]
-            movements.insert(0, Movement(old[-1].at, sum((m.delta for m in old), ZERO)))
-        self.history[place] = movements
-
-    def forget_empty_lots(self) -> None:
-        """Lots without stock or reservations here leave the state (their registry keeps them)."""
-        live = {layer.lot for layer in self.layers.values()}
-        live.update(hold.lot for holds in self.holds.values() for hold in holds)
-        for lot in [lot for lot in self.expiry if lot not in live]:
-            del self.expiry[lot]
-            self.status.pop(lot, None)
-
-    def add_holds(self, holds: Mapping[str, Iterable[Hold]]) -> None:
-        for reference, added in holds.items():
-            merged = _merge(self.holds.get(reference, []), added, +1)
-            if merged:
-                self.holds[reference] = merged
-
-    def drop_holds(self, holds: Mapping[str, Iterable[Hold]]) -> None:
-        for reference, dropped in holds.items():
-            left = _merge(self.holds.get(reference, []), dropped, -1)
-            if left:
-                self.holds[reference] = left
-            else:
-                self.holds.pop(reference, None)
-
-    # -- queries ----------------------------------------------------------------------------------
-
-    def on_hand(self, lot: str | None = None, bin_code: str | None = None) -> Decimal:
-        return sum(
-            (
-                layer.quantity
-                for layer in self.layers.values()
-                if (lot is None or layer.lot == lot) and (bin_code is None or layer.bin == bin_code)
-            ),
-            ZERO,
-        )
-
-    def reserved(self, lot: str | None = None, bin_code: str | None = None) -> Decimal:
-        return sum(
-            (
-                hold.quantity
-                for holds in self.holds.values()
-                for hold in holds
-                if (lot is None or hold.lot == lot) and (bin_code is None or hold.bin == bin_code)
-            ),
-            ZERO,
-        )
-
-    def is_expired(self, lot: str, today: date) -> bool:
-        expires_on = self.expiry.get(lot)
-        return expires_on is not None and expires_on < today
-
-    def places(self) -> list[tuple[str, str]]:
-        """Every (lot, bin) with stock, in receipt order of their first layer."""
-        seen: dict[tuple[str, str], None] = {}
-        for layer in sorted(self.layers.values(), key=lambda item: item.id):
-            seen.setdefault((layer.lot, layer.bin), None)
-        return list(seen)
-
-    def slices(self, conditions: Conditions, *, policy_only: bool) -> list[Slice]:
-        """Unreserved stock per (lot, bin); with `policy_only`, only what a policy may pick."""
-        result = []
-        for lot, bin_code in self.places():
-            if policy_only and not self._eligible(lot, bin_code, conditions):
-                continue
-            free = self.on_hand(lot, bin_code) - self.reserved(lot, bin_code)
-            if free > ZERO:
-                received_at = min(
-                    layer.received_at
-                    for layer in self.layers.values()
-                    if layer.lot == lot and layer.bin == bin_code
-                )
-                result.append(Slice(lot, bin_code, self.expiry[lot], received_at, free))
-        return result
-
-    def available(self, conditions: Conditions) -> Decimal:
-        """What a policy may still reserve or issue: eligible, unreserved stock."""
-        return sum((s.available for s in self.slices(conditions, policy_only=True)), ZERO)
-
-    def _eligible(self, lot: str, bin_code: str, conditions: Conditions) -> bool:
-        place = conditions.bins.get(bin_code)
-        return place is not None and place.pickable and self._usable(lot, conditions)
-
-    def _usable(self, lot: str, conditions: Conditions) -> bool:
-        return self.status.get(lot) == LotStatus.RELEASED.value and not self.is_expired(
-            lot, conditions.today
-        )
-
-    # -- rules ------------------------------------------------------------------------------------
-
-    def check_named_lot(
-        self, lot: str, conditions: Conditions, *, allow_expired: bool, any_status: bool = False
-    ) -> None:
-        """A named lot must be here, unexpired (unless allowed) and released (unless allowed)."""
-        if lot not in self.expiry:
-            raise UnknownReference(f"lot {lot!r} of {self.sku} is not in {self.warehouse}")
-        if self.is_expired(lot, conditions.today) and not allow_expired:
-            raise LotExpired(f"lot {lot!r} of {self.sku} expired on {self.expiry[lot]}")
-        status = self.status[lot]
-        if status != LotStatus.RELEASED.value and not any_status:
-            raise LotUnavailable(f"lot {lot!r} of {self.sku} is on {status}")
-
-    def check_receipt_lot(self, lot: str, expires_on: date | None) -> None:
-        if lot in self.expiry and expires_on != self.expiry[lot]:
-            raise LotConflict(
-                f"lot {lot!r} of {self.sku} expires on {self.expiry[lot]}, not {expires_on}"
-            )
-
-    def choose(
-        self,
-        wanted: Decimal,
-        conditions: Conditions,
-        *,
-        lot: str | None,
-        bin_code: str | None,
-        allow_expired: bool = False,
-        any_status: bool = False,
-        any_lot_in_bin: bool = False,
-    ) -> list[Take]:
-        """The unreserved stock to take, all or nothing, in policy order.
-
-        Without a lot or bin, only what a policy may pick. A named lot must be here, unexpired
-        (unless `allow_expired`) and released (unless `any_status`). A named bin, without a lot,
-        offers its usable lots (or all of them with `any_lot_in_bin`), pickable or not.
-        """
-        if bin_code is not None and bin_code not in conditions.bins:
-            raise UnknownReference(f"bin {bin_code!r} is not in {self.warehouse}")
-        if lot is not None:
-            self.check_named_lot(
-                lot, conditions, allow_expired=allow_expired, any_status=any_status
-            )
-            candidates = [
-                s
-                for s in self.slices(conditions, policy_only=False)
-                if s.lot == lot and (bin_code is None or s.bin == bin_code)
-            ]
-        elif bin_code is not None:
-            candidates = [
-                s
-                for s in self.slices(conditions, policy_only=False)
-                if s.bin == bin_code and (any_lot_in_bin or self._usable(s.lot, conditions))
-            ]
-        else:
-            candidates = self.slices(conditions, policy_only=True)
-        takes, shortage = allocate(policy_order(conditions.product.policy, candidates), wanted)
-        if shortage > ZERO:
-            raise InsufficientStock(
-                f"{wanted} of {self.sku} requested in {self.warehouse},"
-                f" {wanted - shortage} available",
-                requested=wanted,
-                available=wanted - shortage,
-            )
-        return takes
-
-    def picks_for(self, takes: Iterable[Take]) -> list[Pick]:
-        """The cost layers consumed by takes: a lot's layers in a bin, earliest received first."""
-        picks: list[Pick] = []
-        for take in takes:
-            remaining = take.quantity
-            layers = sorted(
-                (
-                    layer
-                    for layer in self.layers.values()
-                    if layer.lot == take.lot and layer.bin == take.bin
-                ),
-                key=lambda item: (item.received_at, item.id),
-            )
-            for layer in layers:
-                if remaining <= ZERO:
-                    break
-                used = min(layer.quantity, remaining)
-                picks.append(
-                    Pick(
-                        layer.id,
-                        layer.lot,
-                        layer.bin,
-                        used,
-                        layer.unit_cost,
-                        self.expiry[layer.lot],
-                    )
-                )
-                remaining -= used
-        return picks
 
     # -- commands ---------------------------------------------------------------------------------
 
@@ -716,45 +482,6 @@ class StockItem(Aggregate):
 
     # -- helpers ----------------------------------------------------------------------------------
 
-    def last_cost(self, lot: str) -> Decimal | None:
-        layers = [layer for layer in self.layers.values() if layer.lot == lot]
-        return max(layers, key=lambda item: item.id).unit_cost if layers else None
-
-    def _layer(self, layer_id: int) -> Layer:
-        return self.layers[str(layer_id)]
-
-    def _release_newest(self, lot: str, bin_code: str, amount: Decimal) -> dict[str, list[Hold]]:
-        released: dict[str, list[Hold]] = {}
-        for reference in reversed(list(self.holds)):
-            for hold in self.holds[reference]:
-                if amount <= ZERO:
-                    return released
-                if hold.lot == lot and hold.bin == bin_code:
-                    taken = min(hold.quantity, amount)
-                    released.setdefault(reference, []).append(Hold(lot, bin_code, taken))
-                    amount -= taken
-        return released
-
-    def check_backdated(self, picks: Iterable[Pick], at: datetime) -> None:
-        """A backdated outflow must keep its place non-negative from its effective time to now."""
-        wanted: dict[str, Decimal] = {}
-        for pick in picks:
-            place = f"{pick.lot}\x1f{pick.bin}"
-            wanted[place] = wanted.get(place, ZERO) + pick.quantity
-        for place, amount in wanted.items():
-            movements = self.history.get(place, [])
-            if not movements or at >= movements[-1].at:
-                continue  # not backdated here: today's on-hand was already checked
-            lowest = lowest_balance_from(movements, at)
-            if lowest < amount:
-                lot, bin_code = place.split("\x1f")
-                raise InsufficientStock(
-                    f"{amount} of {self.sku} lot {lot!r} in {bin_code} at {at.isoformat()}:"
-                    f" only {max(lowest, ZERO)} there from then until now",
-                    requested=amount,
-                    available=max(lowest, ZERO),
-                )
-
     def _remove(
         self,
         picks: list[Pick],
@@ -772,28 +499,6 @@ class StockItem(Aggregate):
             reference=reference,
             effective_at=conditions.effective_at,
         )
-
-
-def lowest_balance_from(movements: list[Movement], at: datetime) -> Decimal:
-    """The lowest running on-hand of a place from `at` (inclusive) to its last movement."""
-    balance = sum((m.delta for m in movements if m.at <= at), ZERO)
-    lowest = balance
-    for movement in movements:
-        if movement.at > at:
-            balance += movement.delta
-            lowest = min(lowest, balance)
-    return lowest
-
-
-def _merge(current: Iterable[Hold], change: Iterable[Hold], sign: int) -> list[Hold]:
-    """Holds per (lot, bin) after adding (sign +1) or removing (sign -1) some."""
-    totals: dict[tuple[str, str], Decimal] = {}
-    for hold in current:
-        totals[(hold.lot, hold.bin)] = totals.get((hold.lot, hold.bin), ZERO) + hold.quantity
-    for hold in change:
-        key = (hold.lot, hold.bin)
-        totals[key] = totals.get(key, ZERO) + sign * hold.quantity
-    return [Hold(lot, bin_code, q) for (lot, bin_code), q in totals.items() if q > ZERO]
 
 
 def _first(holds: Iterable[Hold], quantity: Decimal) -> list[Hold]:
