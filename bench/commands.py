@@ -123,7 +123,7 @@ REMOVED_TOPIC = get_topic(StockItem.Removed)
 LOT_REGISTERED_TOPIC = get_topic(Lot.Registered)
 
 #: What the application fingerprints for these commands (``domain.inventory``'s requests, with
-#: numbers normalised as its ``_n`` does).
+#: numbers normalised as ``domain.quantities.normalised`` does).
 RECEIVE_REQUEST: dict[str, Any] = {
     "sku": SKU,
     "warehouse": WAREHOUSE,

@@ -25,6 +25,7 @@ from domain.catalog import Product, Warehouse
 from domain.errors import AlreadyExists, ConcurrencyConflict, NotFound
 from domain.lots import Lot
 from domain.metadata import EventMetadata
+from domain.orders import register_order_transcodings
 from domain.stock import StockItem
 from domain.tenant import Tenant
 from domain.values import register_value_transcodings
@@ -101,6 +102,7 @@ class TenantApplication(Application[UUID]):
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
         register_value_transcodings(transcoder)
+        register_order_transcodings(transcoder)
 
     def close(self) -> None:
         self.closing.set()

@@ -104,3 +104,24 @@ class StockOnHand(DomainError):
     """A product's unit decimals or tracking flags cannot change while it has stock on hand."""
 
     code = "invalid-state"
+
+
+class InvalidState(DomainError):
+    """The command is not allowed in the order's current status."""
+
+    code = "invalid-state"
+
+    def __init__(self, message: str, status: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class OverReceipt(DomainError):
+    """A receipt would take a line beyond its ordered quantity plus the tenant's tolerance."""
+
+    code = "over-receipt"
+
+    def __init__(self, message: str, ordered: object, receivable: object) -> None:
+        super().__init__(message)
+        self.ordered = ordered
+        self.receivable = receivable

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol, TypeVar, cast
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
@@ -40,7 +40,15 @@ from domain.idempotency import (
 )
 from domain.lots import Lot, lot_id
 from domain.metadata import EventMetadata
-from domain.quantities import ZERO, counted_quantity, money, quantity, signed_quantity
+from domain.orders import check_reference
+from domain.quantities import (
+    ZERO,
+    counted_quantity,
+    money,
+    normalised,
+    quantity,
+    signed_quantity,
+)
 from domain.stock import StockItem, stock_item_id
 from domain.stock_state import Conditions
 from domain.tenant import Tenant
@@ -115,7 +123,32 @@ class StockResult:
         )
 
 
+@dataclass(frozen=True)
+class Receipt:
+    """Stock arriving in a bin as a lot, at a unit cost."""
+
+    bin: str
+    quantity: Decimal
+    unit_cost: Decimal
+    lot: str
+    expires_on: date | None
+    reference: str | None
+    reason: str = "receipt"
+
+
 Action = Callable[[], tuple[Aggregates, StockResult]]
+
+
+class Result(Protocol):
+    """A command's result: the position it reached, and what an idempotent replay returns."""
+
+    @property
+    def position(self) -> int: ...
+
+    def outcome(self) -> bytes: ...
+
+
+R = TypeVar("R", bound=Result)
 
 # Commands that configure the ledger rather than record what happened in a warehouse: they
 # take effect when recorded, so they take no business time of their own.
@@ -146,13 +179,28 @@ class InventoryApplication(TenantApplication):
     def execute(
         self, command: str, request: dict[str, Any], meta: EventMetadata, action: Action
     ) -> StockResult:
-        """Runs a command once per idempotency key, retrying lost optimistic-concurrency races."""
+        """Runs a stock command once per idempotency key (see `run`)."""
+        return self.run(command, request, meta, action, StockResult.replay)
+
+    def run(
+        self,
+        command: str,
+        request: dict[str, Any],
+        meta: EventMetadata,
+        action: Callable[[], tuple[Aggregates, R]],
+        replay: Callable[[IdempotencyRecord], R],
+    ) -> R:
+        """Runs a command once per idempotency key, retrying lost optimistic-concurrency races.
+
+        `action` loads what it needs, decides, and returns the changed aggregates and the
+        result; they are saved in one atomic save with the idempotency record of the result.
+        """
         if meta.idempotency_key is None:
             meta = replace(meta, idempotency_key=f"generated:{uuid.uuid4()}")
         key = meta.idempotency_key
         assert key is not None
         digest = fingerprint(command, request)
-        earlier = self._recorded(key, digest)
+        earlier = self._recorded(key, digest, replay)
         if earlier is not None:
             return earlier
         if meta.effective_at is not None:
@@ -163,13 +211,14 @@ class InventoryApplication(TenantApplication):
             self.check_effective_at(meta.effective_at, self.tenant())
         for attempt in range(MAX_ATTEMPTS):
             aggregates, result = action()
+            aggregates = [*aggregates, *self.follow_reservations(aggregates)]
             record = IdempotencyRecord(key, digest, result.outcome())
             try:
                 recordings = self.save(*aggregates, meta=meta, idempotency=record)
             except IdempotencyKeyTaken:
-                replay = self._recorded(key, digest)
-                assert replay is not None
-                return replay
+                again = self._recorded(key, digest, replay)
+                assert again is not None
+                return again
             except IntegrityError:
                 # Another writer changed a stream first: wait a little (jittered, growing, so
                 # the losers of one race do not collide again at once), load again and retry.
@@ -180,10 +229,17 @@ class InventoryApplication(TenantApplication):
                 if recordings
                 else self.recorder.max_notification_id() or 0
             )
-            return replace(result, position=position)
+            positioned: R = replace(cast("Any", result), position=position)  # a dataclass
+            return positioned
         raise ConcurrencyConflict(f"{command}: lost {MAX_ATTEMPTS} concurrency races; retry")
 
-    def _recorded(self, key: str, digest: bytes) -> StockResult | None:
+    def follow_reservations(self, aggregates: Aggregates) -> Aggregates:
+        """Aggregates that must change with these in the same save (none here)."""
+        return ()
+
+    def _recorded(
+        self, key: str, digest: bytes, replay: Callable[[IdempotencyRecord], R]
+    ) -> R | None:
         recorder = self.recorder
         assert isinstance(recorder, IdempotencyLookup)
         record = recorder.select_idempotency(key)
@@ -191,7 +247,7 @@ class InventoryApplication(TenantApplication):
             return None
         if record.fingerprint != digest:
             raise IdempotencyKeyReused(f"idempotency key {key!r} was used for another request")
-        return StockResult.replay(record)
+        return replay(record)
 
     # -- loading ----------------------------------------------------------------------------------
 
@@ -338,17 +394,30 @@ class InventoryApplication(TenantApplication):
         *,
         block_expired_issue: bool | None = None,
         period_lock_date: date | None = None,
+        over_receipt_tolerance_pct: Decimal | int | str | None = None,
     ) -> StockResult:
-        """Changes the tenant's stock rules."""
+        """Changes the tenant's stock and order rules."""
+        tolerance = None
+        if over_receipt_tolerance_pct is not None:
+            try:
+                tolerance = Decimal(over_receipt_tolerance_pct)
+            except ArithmeticError:
+                raise ValidationFailed("over_receipt_tolerance_pct", "must be a number") from None
 
         def action() -> tuple[Aggregates, StockResult]:
             tenant = self.tenant()
             tenant.change_settings(
-                block_expired_issue=block_expired_issue, period_lock_date=period_lock_date
+                block_expired_issue=block_expired_issue,
+                period_lock_date=period_lock_date,
+                over_receipt_tolerance_pct=tolerance,
             )
             return [tenant], StockResult(0)
 
-        request = {"block_expired_issue": block_expired_issue, "period_lock_date": period_lock_date}
+        request = {
+            "block_expired_issue": block_expired_issue,
+            "period_lock_date": period_lock_date,
+            "over_receipt_tolerance_pct": normalised(over_receipt_tolerance_pct),
+        }
         return self.execute("change_settings", request, meta, action)
 
     # -- stock movements --------------------------------------------------------------------------
@@ -375,32 +444,58 @@ class InventoryApplication(TenantApplication):
             cost = money(unit_cost)
             code = validate_code("lot", lot) if lot is not None else generated
             registry = self.lot(sku, code) if lot is not None else None  # a new id is new
-            if registry is None:
-                expiry = self._expiry(product, expires_on, conditions)
-                registry = Lot.register(self.tenant_id, sku, code, expiry, warehouse)
-            else:
-                self._expiry(product, expires_on, conditions)  # validates what was given
-                registry.check_expiry(expires_on)  # a lot keeps the expiry it was received with
-                expiry = registry.expires_on
-                registry.stock_in(warehouse)
-            if item is None:
-                item = StockItem.open(self.tenant_id, sku, warehouse)
-                product.stock_in(warehouse)
-            item.receive(amount, bin_code, cost, code, expiry, conditions, reference=reference)
-            item.set_lot_status(code, registry.status)
+            receipt = Receipt(bin_code, amount, cost, code, expires_on, reference)
+            item, registry = self.stock_receipt(
+                product, conditions, warehouse, item, registry, receipt
+            )
             return [item, registry, product], StockResult(0, lot=code)
 
         request = {
             "sku": sku,
             "warehouse": warehouse,
             "bin": bin_code,
-            "quantity": _n(qty),
-            "unit_cost": _n(unit_cost),
+            "quantity": normalised(qty),
+            "unit_cost": normalised(unit_cost),
             "lot": lot,
             "expires_on": expires_on,
             "reference": reference,
         }
         return self.execute("receive", request, meta, action)
+
+    def stock_receipt(
+        self,
+        product: Product,
+        conditions: Conditions,
+        warehouse: str,
+        item: StockItem | None,
+        registry: Lot | None,
+        receipt: Receipt,
+    ) -> tuple[StockItem, Lot]:
+        """Stock arriving in a bin as a lot: the stock item (opened if new) and the lot's
+        registry (registered if new, else its expiry is the lot's one) change together."""
+        if registry is None:
+            expiry = self._expiry(product, receipt.expires_on, conditions)
+            registry = Lot.register(self.tenant_id, product.sku, receipt.lot, expiry, warehouse)
+        else:
+            self._expiry(product, receipt.expires_on, conditions)  # validates what was given
+            registry.check_expiry(receipt.expires_on)  # a lot keeps the expiry it came with
+            expiry = registry.expires_on
+            registry.stock_in(warehouse)
+        if item is None:
+            item = StockItem.open(self.tenant_id, product.sku, warehouse)
+            product.stock_in(warehouse)
+        item.receive(
+            receipt.quantity,
+            receipt.bin,
+            receipt.unit_cost,
+            receipt.lot,
+            expiry,
+            conditions,
+            reason=receipt.reason,
+            reference=receipt.reference,
+        )
+        item.set_lot_status(receipt.lot, registry.status)
+        return item, registry
 
     def _expiry(self, product: Product, given: date | None, conditions: Conditions) -> date | None:
         if not product.expiry_tracked:
@@ -438,7 +533,7 @@ class InventoryApplication(TenantApplication):
         request = {
             "sku": sku,
             "warehouse": warehouse,
-            "quantity": _n(qty),
+            "quantity": normalised(qty),
             "reason": reason,
             "lot": lot,
             "bin": bin_code,
@@ -458,6 +553,7 @@ class InventoryApplication(TenantApplication):
         allow_partial: bool = False,
     ) -> StockResult:
         """Reserves available stock for a reference: all or nothing, or partial on request."""
+        check_reference(reference)
 
         def action() -> tuple[Aggregates, StockResult]:
             product, conditions, item = self.context(sku, warehouse, meta)
@@ -475,7 +571,7 @@ class InventoryApplication(TenantApplication):
         request = {
             "sku": sku,
             "warehouse": warehouse,
-            "quantity": _n(qty),
+            "quantity": normalised(qty),
             "reference": reference,
             "lot": lot,
             "allow_partial": allow_partial,
@@ -484,6 +580,7 @@ class InventoryApplication(TenantApplication):
 
     def release(self, sku: str, warehouse: str, reference: str, meta: EventMetadata) -> StockResult:
         """Releases everything a reference reserved."""
+        check_reference(reference)
 
         def action() -> tuple[Aggregates, StockResult]:
             item = self.stock_item(sku, warehouse)
@@ -506,6 +603,7 @@ class InventoryApplication(TenantApplication):
         reason: str = "sale",
     ) -> StockResult:
         """Issues what a reference reserved; an expired or held lot blocks it."""
+        check_reference(reference)
         _check_reason(reason)
 
         def action() -> tuple[Aggregates, StockResult]:
@@ -520,7 +618,7 @@ class InventoryApplication(TenantApplication):
             "sku": sku,
             "warehouse": warehouse,
             "reference": reference,
-            "quantity": _n(qty),
+            "quantity": normalised(qty),
             "reason": reason,
         }
         return self.execute("issue_reserved", request, meta, action)
@@ -551,7 +649,7 @@ class InventoryApplication(TenantApplication):
             "warehouse": warehouse,
             "from_bin": from_bin,
             "to_bin": to_bin,
-            "quantity": _n(qty),
+            "quantity": normalised(qty),
             "lot": lot,
             "reference": reference,
         }
@@ -571,6 +669,7 @@ class InventoryApplication(TenantApplication):
         reference: str | None = None,
     ) -> StockResult:
         """Transfers stock to another warehouse; both stock items change in one atomic save."""
+        check_reference(reference)
         if from_warehouse == to_warehouse:
             raise ValidationFailed("to_warehouse", "must differ from from_warehouse")
 
@@ -609,7 +708,7 @@ class InventoryApplication(TenantApplication):
             "from_warehouse": from_warehouse,
             "to_warehouse": to_warehouse,
             "to_bin": to_bin,
-            "quantity": _n(qty),
+            "quantity": normalised(qty),
             "lot": lot,
             "from_bin": from_bin,
             "reference": reference,
@@ -671,10 +770,10 @@ class InventoryApplication(TenantApplication):
             "sku": sku,
             "warehouse": warehouse,
             "bin": bin_code,
-            "delta": _n(delta),
+            "delta": normalised(delta),
             "reason": reason,
             "lot": lot,
-            "unit_cost": _n(unit_cost),
+            "unit_cost": normalised(unit_cost),
         }
         return self.execute("adjust", request, meta, action)
 
@@ -709,9 +808,9 @@ class InventoryApplication(TenantApplication):
             "sku": sku,
             "warehouse": warehouse,
             "bin": bin_code,
-            "counted": _n(counted),
+            "counted": normalised(counted),
             "lot": lot,
-            "expected": _n(expected),
+            "expected": normalised(expected),
         }
         return self.execute("count", request, meta, action)
 
@@ -750,16 +849,6 @@ class InventoryApplication(TenantApplication):
 
         request = {"sku": sku, "warehouse": warehouse, "lot": lot}
         return self.execute("write_off_expired", request, meta, action)
-
-
-def _n(value: Decimal | int | str | None) -> Decimal | int | str | None:
-    """A number by its value, so 2.5, "2.50" and Decimal("2.5") are the same request."""
-    if value is None or isinstance(value, bool):
-        return value
-    try:
-        return Decimal(value).normalize()
-    except (ArithmeticError, ValueError, TypeError):
-        return value
 
 
 def _check_reason(reason: str) -> None:

@@ -67,3 +67,13 @@ def money(value: Decimal | int | str, field: str = "unit_cost") -> Decimal:
     if decimals_of(result) > MONEY_DECIMALS:
         raise ValidationFailed(field, f"{result} has more than {MONEY_DECIMALS} decimals")
     return result
+
+
+def normalised(value: Decimal | int | str | None) -> Decimal | int | str | None:
+    """A number by its value, so 2.5, "2.50" and Decimal("2.5") are the same request."""
+    if value is None or isinstance(value, bool):
+        return value
+    try:
+        return Decimal(value).normalize()
+    except (ArithmeticError, ValueError, TypeError):
+        return value

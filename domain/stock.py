@@ -237,6 +237,17 @@ class StockItem(StockPicking, Aggregate):
         )
         return list(holds)
 
+    def release_blocked(self, reference: str, conditions: Conditions) -> list[Hold]:
+        """Releases a reference's holds on lots no longer usable: expired, held, quarantined."""
+        blocked = [
+            hold for hold in self.holds.get(reference, []) if not self._usable(hold.lot, conditions)
+        ]
+        if blocked:
+            self.trigger_event(
+                self.ReservationReleased, released={reference: blocked}, reason="reallocated"
+            )
+        return blocked
+
     def issue_reserved(
         self,
         reference: str,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import date
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
@@ -15,6 +16,8 @@ from domain.ids import tenant_id_for
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 MAX_NAME_LENGTH = 200
+MAX_TOLERANCE_PCT = Decimal(1000)
+ZERO = Decimal(0)
 
 
 def validate_slug(slug: str) -> str:
@@ -49,6 +52,9 @@ def validate_name(name: str) -> str:
 class Tenant(Aggregate):
     """A customer of the ledger; its id is derived from its slug, so a slug is taken once."""
 
+    #: Percent a purchase order line may be received beyond its ordered quantity.
+    over_receipt_tolerance_pct = Decimal(0)
+
     class Created(Aggregate.Created):
         """A tenant was registered with its slug, display name and time zone."""
 
@@ -77,10 +83,22 @@ class Tenant(Aggregate):
         self.period_lock_date: date | None = None
 
     def change_settings(
-        self, *, block_expired_issue: bool | None = None, period_lock_date: date | None = None
+        self,
+        *,
+        block_expired_issue: bool | None = None,
+        period_lock_date: date | None = None,
+        over_receipt_tolerance_pct: Decimal | None = None,
     ) -> None:
-        """Changes the rules stock commands follow in this tenant."""
+        """Changes the rules stock and order commands follow in this tenant."""
         changes: dict[str, Any] = {}
+        tolerance = over_receipt_tolerance_pct
+        if tolerance is not None:
+            if not tolerance.is_finite() or not ZERO <= tolerance <= MAX_TOLERANCE_PCT:
+                raise ValidationFailed(
+                    "over_receipt_tolerance_pct", f"must be from 0 to {MAX_TOLERANCE_PCT}"
+                )
+            if tolerance != self.over_receipt_tolerance_pct:
+                changes["over_receipt_tolerance_pct"] = tolerance
         if block_expired_issue is not None and block_expired_issue != self.block_expired_issue:
             changes["block_expired_issue"] = block_expired_issue
         if period_lock_date is not None and period_lock_date != self.period_lock_date:

@@ -10,7 +10,7 @@ from eventsourcing.domain import MutableOrImmutableAggregate
 
 from domain.application import SNAPSHOTTED
 from domain.errors import DomainError
-from domain.inventory import InventoryApplication
+from domain.sales_orders import LedgerApplication
 from eventstore.postgres import PostgresLedgerStore
 from eventstore.sqlite import SQLiteLedgerStore
 from eventstore.store import LedgerStore
@@ -60,19 +60,19 @@ class Ledger:
         self.snapshot_interval = snapshot_interval
         self.snapshotted = snapshotted
         self.max_cached_tenants = max_cached_tenants
-        self._apps: OrderedDict[UUID, InventoryApplication] = OrderedDict()
+        self._apps: OrderedDict[UUID, LedgerApplication] = OrderedDict()
         self._lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Ledger:
         return cls(open_store(settings), snapshot_interval=settings.snapshot_interval)
 
-    def app(self, tenant_id: UUID) -> InventoryApplication:
+    def app(self, tenant_id: UUID) -> LedgerApplication:
         """The command side of one tenant."""
         with self._lock:
             app = self._apps.get(tenant_id)
             if app is None:
-                app = InventoryApplication(
+                app = LedgerApplication(
                     tenant_id,
                     self.store.factory_for(tenant_id, snapshots=self.snapshot_interval > 0),
                     snapshot_interval=self.snapshot_interval,
