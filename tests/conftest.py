@@ -17,6 +17,7 @@ from ledger import migrate
 from ledger.settings import Settings
 from ledger.wiring import Ledger
 from tests.pgserver import fresh_database, postgres_server
+from tests.racing import THREADS
 
 
 @pytest.fixture(scope="session")
@@ -76,3 +77,10 @@ def ledger(store: LedgerStore) -> Ledger:
 def tenant() -> UUID:
     """A tenant of this test alone."""
     return uuid.uuid4()
+
+
+@pytest.fixture
+def race_ledger(pg_url: str) -> Iterator[Ledger]:
+    """A ledger whose pool holds a connection for every racing thread."""
+    with PostgresLedgerStore(pg_url, pool_size=THREADS, max_overflow=4) as store:
+        yield Ledger(store)
