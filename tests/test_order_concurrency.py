@@ -43,7 +43,7 @@ def orders(app: LedgerApplication, count: int, quantity: int) -> list[UUID]:
 def allocated_by_order(app: LedgerApplication, order_ids: list[UUID]) -> dict[UUID, Decimal]:
     result = {}
     for order_id in order_ids:
-        order = app.repository.get(order_id)
+        order: object = app.repository.get(order_id)
         assert isinstance(order, SalesOrder)
         assert order.status in {"open", "partially_allocated", "allocated"}
         result[order_id] = order.lines[0].allocated
