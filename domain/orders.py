@@ -192,7 +192,8 @@ class OrderAggregate(Aggregate):
         """Refuses a command the current status does not allow, naming the status."""
         if self.status not in allowed:
             raise InvalidState(
-                f"cannot {command} a {self.status} {self.kind.replace('_', ' ')}", self.status
+                f"cannot {command} a {self.kind.replace('_', ' ')} that is {self.status}",
+                self.status,
             )
 
 
