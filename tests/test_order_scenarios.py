@@ -62,8 +62,8 @@ def test_a_purchase_order_received_over_three_deliveries(app: LedgerApplication)
     milk = item(app, "MILK")
     assert (milk.on_hand("M-A"), milk.on_hand("M-B"), on_hand(app, "BOLT")) == (50, 50, 40)
     assert [line.received for line in purchase(app, po).lines] == [100, 40]
-    receipts = [e for e in app.events.get(po) if isinstance(e, PurchaseOrder.Received)]
-    assert len(receipts) == 3
+    recorded = [e for e in app.events.get(po) if isinstance(e, PurchaseOrder.Received)]
+    assert len(recorded) == 3
 
 
 def test_a_receipt_at_the_tolerance_limit_passes_and_one_unit_beyond_refuses_it_all(
