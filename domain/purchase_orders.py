@@ -45,7 +45,7 @@ class PurchasingApplication(InventoryApplication):
         name = check_text("supplier", supplier)
         assert name is not None
         ref = check_text("reference", reference, required=False)
-        external = None if external_id is None else validate_code("external_id", external_id)
+        external = check_text("external_id", external_id, required=False)
 
         def action() -> tuple[Aggregates, OrderResult]:
             self.warehouse(warehouse)  # it must exist

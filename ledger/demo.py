@@ -7,81 +7,43 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from functools import partial
-from typing import Any, NamedTuple
+from typing import Any, TypeVar
+from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from domain.allocation import LotStatus
 from domain.errors import DomainError, ValidationFailed
-from domain.inventory import CONFIGURATION, InventoryApplication, StockResult
+from domain.inventory import CONFIGURATION, StockResult
 from domain.metadata import EventMetadata
+from domain.ordering import OrderResult
+from domain.orders import ReceiveLine, ReturnLine, ShipLine
+from domain.purchasing import PurchaseOrder
 from domain.quantities import ZERO
+from domain.sales import SalesOrder
+from domain.sales_orders import LedgerApplication
 from domain.stock import StockItem
-
-TIMEZONE = "Europe/Berlin"
-DAYS = 7  # the activity is spread over the last week of business time
-DOCK, QUARANTINE = "IN-01", "QA-01"
-STALL_LIMIT = 500  # activities in a row that append nothing before the seed gives up
-CENT = Decimal("0.01")
-
-
-class Sku(NamedTuple):
-    """A demo product: FEFO food when it has a shelf life, FIFO hardware otherwise."""
-
-    sku: str
-    name: str
-    category: str
-    uom: str
-    decimals: int
-    cost: str
-    pack: int  # units per case, drum or box: what receipts and orders come in
-    shelf_life: int | None = None
-
-
-CATALOG = (
-    Sku("MILK-1L", "Whole milk 3.5%, 1 l", "dairy", "each", 0, "0.89", 12, 12),
-    Sku("YOG-500", "Natural yoghurt, 500 g", "dairy", "each", 0, "1.15", 6, 24),
-    Sku("BUT-250", "Butter, 250 g", "dairy", "each", 0, "1.79", 20, 60),
-    Sku("GOUDA-1KG", "Gouda, young, 1 kg", "cheese", "each", 0, "7.40", 4, 90),
-    Sku("EGG-10", "Free-range eggs, box of 10", "eggs", "box", 0, "2.35", 10, 28),
-    Sku("OJ-1L", "Orange juice, chilled, 1 l", "beverages", "each", 0, "1.49", 6, 21),
-    Sku("SCR-4X40", "Wood screws 4x40, box of 200", "fasteners", "box", 0, "4.20", 10),
-    Sku("BLT-M8X50", "Hex bolts M8x50, pack of 25", "fasteners", "pack", 0, "3.10", 10),
-    Sku("NYM-3X1.5", "Installation cable NYM-J 3x1.5", "electrical", "m", 2, "0.62", 50),
-    Sku("HOSE-19", "Garden hose 19 mm", "garden", "m", 2, "1.05", 25),
-    Sku("PAINT-W10", "Interior wall paint, white, 10 l", "paint", "each", 0, "29.90", 2),
-    Sku("GLOVE-L", "Work gloves, size L", "safety", "pair", 0, "1.95", 12),
+from ledger.demo_catalog import (
+    CATALOG,
+    CUSTOMERS,
+    DAYS,
+    DOCK,
+    PICKABLE,
+    QUARANTINE,
+    SKUS,
+    STALL_LIMIT,
+    SUPPLIERS,
+    TIMEZONE,
+    WAREHOUSES,
+    Sku,
+    layout,
+    product_fields,
 )
-SKUS = {item.sku: item for item in CATALOG}
-# code, name, pick bins, bulk bins
-WAREHOUSES = (("BER1", "Berlin Central DC", 4, 2), ("HAM1", "Hamburg Branch", 3, 1))
 
+__all__ = ["CATALOG", "SKUS", "TIMEZONE", "WAREHOUSES", "SeedSummary", "seed"]
 
-def layout(pick: int, bulk: int) -> list[tuple[str, str, bool]]:
-    """A warehouse's bins: (code, zone, pickable)."""
-    return [
-        (DOCK, "inbound", False),
-        (QUARANTINE, "quarantine", False),
-        *[(f"P-{i:02d}", "pick", True) for i in range(1, pick + 1)],
-        *[(f"BK-{i:02d}", "bulk", True) for i in range(1, bulk + 1)],
-    ]
-
-
-PICKABLE = {
-    code: [b for b, _, pickable in layout(p, k) if pickable] for code, _, p, k in WAREHOUSES
-}
-
-
-def product_fields(item: Sku) -> dict[str, Any]:
-    """Hardware is FIFO; food is lot and expiry tracked, FEFO, with a shelf life."""
-    fields = {"uom": item.uom, "decimals": item.decimals, "removal_policy": "fifo"}
-    fields |= {"reorder_point": item.pack * 4, "reorder_quantity": item.pack * 12}
-    if item.shelf_life is None:
-        return {**fields, "attributes": {"category": item.category}}
-    fields |= {"lot_tracked": True, "expiry_tracked": True, "removal_policy": "fefo"}
-    fields |= {"shelf_life_days": item.shelf_life, "expiry_alert_days": item.shelf_life // 4}
-    return {**fields, "attributes": {"category": item.category, "storage": "chilled"}}
+R = TypeVar("R", bound=StockResult | OrderResult)
 
 
 class SeedStalled(DomainError):
@@ -105,7 +67,7 @@ class SeedSummary:
 
 
 def seed(
-    app: InventoryApplication, *, events: int, rng_seed: int = 7, meta: EventMetadata
+    app: LedgerApplication, *, events: int, rng_seed: int = 7, meta: EventMetadata
 ) -> SeedSummary:
     """Seeds the catalogue, the warehouses, one of each activity, then activity to `events`.
 
@@ -126,7 +88,7 @@ class Seeder:
     """Issues the demo's commands one by one, choosing them from the ledger's current stock."""
 
     def __init__(
-        self, app: InventoryApplication, rng: random.Random, meta: EventMetadata, events: int
+        self, app: LedgerApplication, rng: random.Random, meta: EventMetadata, events: int
     ) -> None:
         self.app, self.rng, self.meta = app, rng, meta
         self.start = self.head = app.recorder.max_notification_id() or 0
@@ -142,9 +104,12 @@ class Seeder:
         self.stocked: dict[tuple[str, str], None] = {}
         self.docked: dict[tuple[str, str], None] = {}
         self.expired: dict[tuple[str, str], None] = {}
-        self.orders: list[tuple[str, str, str]] = []
+        self.purchases: list[UUID] = []  # partly received purchase orders
+        self.sales: list[UUID] = []  # sales orders not yet shipped in full
+        self.shipped: list[UUID] = []  # sales orders with shipments, for returns
+        self.waits: Counter[UUID] = Counter()
 
-    def run(self, command: Callable[..., StockResult], *args: Any, **kwargs: Any) -> bool:
+    def call(self, command: Callable[..., R], *args: Any, **kwargs: Any) -> R | None:
         """Runs one command at the next effective time; a domain refusal is counted, not raised."""
         self.tick += 1
         at = min(self.began + self.step * self.tick, self.app.clock())
@@ -154,10 +119,20 @@ class Seeder:
             result = command(*args, meta, **kwargs)
         except DomainError as error:
             self.refused[error.code] += 1
-            return False
+            return None
         self.head = max(self.head, result.position)
         self.commands[command.__name__] += 1
-        return True
+        return result
+
+    def run(
+        self, command: Callable[..., StockResult | OrderResult], *args: Any, **kwargs: Any
+    ) -> bool:
+        """Whether the command was recorded."""
+        return self.call(command, *args, **kwargs) is not None
+
+    def business_date(self) -> date:
+        at = min(self.began + self.step * self.tick, self.app.clock())
+        return at.astimezone(ZoneInfo(TIMEZONE)).date()
 
     # -- the catalogue, the warehouses, one of each activity, then random activity ---------------
 
@@ -173,51 +148,109 @@ class Seeder:
         """Every SKU arrives at the main warehouse (one lot expired, one short-dated) and is put
         away; then every other kind of activity happens at least once."""
         for i, item in enumerate(CATALOG):
-            self.receive(item.sku, "BER1", {1: "expired", 2: "short"}.get(i, "fresh"))
+            self.purchase(item.sku, "BER1", {1: "expired", 2: "short"}.get(i, "fresh"))
         if not self.stocked:
             raise SeedStalled(f"every receipt was refused: {dict(self.refused)}")
         while self.docked:
             self.putaway()
         ship, recount = partial(self.ship, cancels=0.0), partial(self.count, differ=1.0)
-        for activity in (self.order, ship, self.issue, self.transfer, recount, self.damage):
+        partly, cancel = partial(self.purchase, part=True), partial(self.ship, cancels=1.0)
+        close, rest = partial(self.deliver, closes=1.0), partial(self.deliver, closes=0.0)
+        activities: tuple[Callable[[], bool], ...] = (self.order, ship, self.give_back, partly)
+        activities += (close, partly, rest, self.order, cancel, self.issue, self.transfer)
+        activities += (recount, self.damage)
+        for activity in activities:
             any(activity() for _ in range(30))
         any(self.hold() for _ in range(30))
         self.write_off()
 
     def trade(self) -> None:
         """Random activity, weighted like a wholesaler's day, until the target is reached."""
-        activities = (self.receive, self.putaway, self.order, self.ship, self.issue, self.transfer)
-        more = (self.count, self.damage, self.hold, self.write_off)
-        weights = (12, 14, 20, 19, 8, 6, 8, 2, 2, 2)
+        activities: tuple[Callable[[], bool], ...] = (
+            *(self.purchase, self.deliver, self.putaway, self.order, self.ship, self.issue),
+            *(self.transfer, self.count, self.damage, self.hold, self.write_off, self.give_back),
+        )
+        weights = (12, 4, 14, 16, 24, 6, 6, 8, 2, 2, 2, 2)
         idle = 0
         while self.head < self.target:
             before = self.head
-            self.rng.choices((*activities, *more), weights)[0]()
+            self.rng.choices(activities, weights)[0]()
             idle = 0 if self.head > before else idle + 1
             if idle > STALL_LIMIT:
                 raise SeedStalled(f"{idle} activities in a row were refused: {dict(self.refused)}")
 
     # -- activities: each returns whether its command was recorded --------------------------------
 
-    def receive(self, sku: str = "", warehouse: str = "", dating: str = "") -> bool:
-        """A supplier delivery to the dock; food lots carry the supplier's lot id and expiry."""
-        item = SKUS[sku] if sku else self.rng.choice(CATALOG)
+    def purchase(
+        self, sku: str = "", warehouse: str = "", dating: str = "", *, part: bool = False
+    ) -> bool:
+        """A purchase order to a supplier for one to three of its SKUs, delivered to the dock
+        whole, or in part with the rest to follow (or never: then it is closed short)."""
+        first = SKUS[sku] if sku else self.rng.choice(CATALOG)
         warehouse = warehouse or ("BER1" if self.rng.random() < 0.75 else "HAM1")
+        supplier = SUPPLIERS[first.category]
+        items = [first]
+        if not sku:
+            others = [i for i in CATALOG if SUPPLIERS[i.category] == supplier and i != first]
+            items += self.rng.sample(others, min(len(others), self.rng.randint(0, 2)))
+        lines = [(i.sku, i.pack * self.rng.randint(3, 10), self.unit_cost(i)) for i in items]
         self.serial += 1
-        cost = (Decimal(item.cost) * self.rng.randint(95, 105) / 100).quantize(Decimal("0.0001"))
-        expires_on = None
-        if item.shelf_life is not None:
-            dating = dating or self.rng.choices(("fresh", "short", "expired"), (88, 8, 4))[0]
-            expires_on = self.expiry(item.shelf_life, dating)
-            cost = (cost * Decimal("0.6")).quantize(CENT) if dating == "short" else cost
-        lot = f"{'B' if item.shelf_life else 'GR'}{self.serial:05d}"
-        receipt = (item.sku, warehouse, DOCK, item.pack * self.rng.randint(3, 10), cost)
-        po = f"PO-{self.serial:05d}"
-        if not self.run(self.app.receive, *receipt, lot=lot, expires_on=expires_on, reference=po):
+        expected = self.business_date() + timedelta(days=self.rng.randint(-1, 2))
+        created = self.call(
+            self.app.create_purchase_order,
+            supplier,
+            warehouse,
+            lines,
+            expected_on=expected,
+            external_id=f"PO-{self.serial:05d}",
+        )
+        if created is None or not self.run(self.app.submit_purchase_order, created.order_id):
             return False
-        self.stocked[item.sku, warehouse] = self.docked[item.sku, warehouse] = None
-        if dating == "expired":
-            self.expired[item.sku, warehouse] = None
+        return self.deliver(created.order_id, dating, part=part or self.rng.random() < 0.25)
+
+    def deliver(
+        self,
+        order_id: UUID | None = None,
+        dating: str = "",
+        *,
+        part: bool = False,
+        closes: float = 0.25,
+    ) -> bool:
+        """A delivery against a purchase order: what is still open, or part of it; an order
+        partly delivered for a while is closed short."""
+        if order_id is None:
+            if not self.purchases:
+                return False
+            order_id = self.purchases.pop(0)
+            if self.rng.random() < closes:
+                return self.run(self.app.close_purchase_order, order_id)
+        order: object = self.app.repository.get(order_id)
+        assert isinstance(order, PurchaseOrder)
+        receipts, datings = [], {}
+        for line in order.lines:
+            item = SKUS[line.sku]
+            if line.open <= ZERO:
+                continue
+            quantity = self.part_of(line.open, item) if part else line.open
+            self.serial += 1
+            lot = f"{'B' if item.shelf_life else 'GR'}{self.serial:05d}"
+            expires_on = None
+            if item.shelf_life is not None:
+                datings[line.sku] = (
+                    dating or self.rng.choices(("fresh", "short", "expired"), (88, 8, 4))[0]
+                )
+                expires_on = self.expiry(item.shelf_life, datings[line.sku])
+            receipts.append(ReceiveLine(line.line, quantity, DOCK, lot=lot, expires_on=expires_on))
+        received = self.call(self.app.receive_purchase_order, order_id, receipts)
+        if received is None:
+            return False
+        for receipt in received.receipts:
+            self.stocked[receipt.sku, order.warehouse] = None
+            self.docked[receipt.sku, order.warehouse] = None
+            if datings.get(receipt.sku) == "expired":
+                self.expired[receipt.sku, order.warehouse] = None
+        if received.status == "partially_received":
+            self.purchases.append(order_id)
         return True
 
     def putaway(self) -> bool:
@@ -232,25 +265,73 @@ class Seeder:
         return moved
 
     def order(self) -> bool:
-        """A customer order reserves stock by policy; some accept a partial allocation."""
-        sku, warehouse = self.rng.choice(list(self.stocked))
-        self.serial += 1
-        reference, qty = f"SO-{self.serial:05d}", self.amount(SKUS[sku], 4)
-        partly = self.rng.random() < 0.3
-        if not self.run(self.app.reserve, sku, warehouse, qty, reference, allow_partial=partly):
+        """A customer orders one to three stocked SKUs from one warehouse; the order is
+        allocated at once, and what cannot be reserved stays backordered."""
+        warehouse = "BER1" if self.rng.random() < 0.75 else "HAM1"
+        skus = [sku for sku, place in self.stocked if place == warehouse]
+        if not skus:
             return False
-        self.orders.append((sku, warehouse, reference))
+        chosen = self.rng.sample(skus, min(len(skus), self.rng.randint(1, 3)))
+        lines = [(sku, self.amount(SKUS[sku], 4)) for sku in chosen]
+        self.serial += 1
+        customer = self.rng.choice(CUSTOMERS)
+        external = f"SO-{self.serial:05d}"
+        created = self.call(
+            self.app.create_sales_order, customer, warehouse, lines, external_id=external
+        )
+        if created is None:
+            return False
+        self.run(self.app.allocate_sales_order, created.order_id)
+        self.sales.append(created.order_id)
         return True
 
-    def ship(self, cancels: float = 0.1) -> bool:
-        """The oldest open order ships, or is cancelled (by its customer, or when blocked by an
-        expired or held lot): its reservation is released."""
-        if not self.orders:
+    def ship(self, cancels: float = 0.08) -> bool:
+        """The oldest open order ships what is allocated (now and then one line only), or is
+        cancelled by its customer; a backorder is allocated again, and cancelled after waiting
+        too long; a reservation blocked by an expired or held lot is allocated again."""
+        if not self.sales:
             return False
-        order = self.orders.pop(0)
-        if self.rng.random() < cancels:
-            return self.run(self.app.release, *order)
-        return self.run(self.app.issue_reserved, *order) or self.run(self.app.release, *order)
+        order_id = self.sales.pop(0)
+        self.waits[order_id] += 1
+        if self.rng.random() < cancels or self.waits[order_id] > 4:
+            return self.run(self.app.cancel_sales_order, order_id)
+        order: object = self.app.repository.get(order_id)
+        assert isinstance(order, SalesOrder)
+        if order.reserved_quantity <= ZERO:
+            self.sales.append(order_id)
+            return self.run(self.app.allocate_sales_order, order_id)
+        first = [ShipLine(line.line, line.allocated) for line in order.lines if line.allocated]
+        shipped = self.call(
+            self.app.ship_sales_order,
+            order_id,
+            lines=first[:1] if len(first) > 1 and self.rng.random() < 0.2 else None,
+        )
+        if shipped is None or shipped.status != "shipped":
+            self.run(self.app.allocate_sales_order, order_id)
+            self.sales.append(order_id)
+        if shipped is not None:
+            self.shipped.append(order_id)
+        return shipped is not None
+
+    def give_back(self) -> bool:
+        """A customer returns part of a shipment: restocked, quarantined or scrapped."""
+        if not self.shipped:
+            return False
+        order: object = self.app.repository.get(self.rng.choice(self.shipped))
+        assert isinstance(order, SalesOrder)
+        lines = [line for line in order.lines if line.shipped > line.returned]
+        if not lines:
+            return False
+        line = self.rng.choice(lines)
+        quantity = min(line.shipped - line.returned, Decimal(self.rng.randint(1, 3)))
+        disposition = self.rng.choices(("restock", "quarantine", "scrap"), (6, 3, 2))[0]
+        place = {"restock": DOCK, "quarantine": QUARANTINE}.get(disposition)
+        back = [ReturnLine(line.line, quantity, disposition, bin=place)]
+        if not self.run(self.app.return_sales_order, order.id, back):
+            return False
+        if disposition == "restock":
+            self.docked[line.sku, order.warehouse] = None
+        return True
 
     def issue(self) -> bool:
         """A counter sale, a sample or the warehouse's own consumption, by policy."""
@@ -302,7 +383,7 @@ class Seeder:
         stock = self.some_stock()
         if stock is None or SKUS[stock.sku].shelf_life is None:
             return False
-        held = [lot for lot, status in stock.status.items() if status == LotStatus.HOLD.value]
+        held = [lot for lot, status in stock.status.items() if status != LotStatus.RELEASED.value]
         if held and self.rng.random() < 0.6:
             return self.run(self.app.set_lot_status, stock.sku, held[0], "released")
         lots = [lot for lot, _, _ in self.free(stock)]
@@ -329,6 +410,16 @@ class Seeder:
             and not stock.is_expired(lot, self.today)
             and stock.on_hand(lot, place) > stock.reserved(lot, place)
         ]
+
+    def unit_cost(self, item: Sku) -> Decimal:
+        """The supplier's price of the day, around the list cost."""
+        return (Decimal(item.cost) * self.rng.randint(95, 105) / 100).quantize(Decimal("0.0001"))
+
+    def part_of(self, open_quantity: Decimal, item: Sku) -> Decimal:
+        """A part delivery: half to nine tenths of what is open, in the product's unit."""
+        step = Decimal(1).scaleb(-item.decimals)
+        part = (open_quantity * self.rng.randint(5, 9) / 10).quantize(step, rounding=ROUND_DOWN)
+        return max(part, step)
 
     def amount(self, item: Sku, cases: int) -> Decimal:
         """An order's quantity: whole cases, or any length of cable or hose."""

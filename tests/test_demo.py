@@ -9,8 +9,8 @@ import orjson
 from typer.testing import CliRunner
 
 from domain.ids import tenant_id_for
-from domain.inventory import InventoryApplication
 from domain.metadata import EventMetadata
+from domain.sales_orders import LedgerApplication
 from eventstore.store import LedgerStore
 from ledger import demo
 from ledger.cli import app
@@ -23,10 +23,16 @@ COMMANDS = {
     "register_product",
     "register_warehouse",
     "add_bin",
-    "receive",
+    "create_purchase_order",
+    "submit_purchase_order",
+    "receive_purchase_order",
+    "close_purchase_order",
     "move",
-    "reserve",
-    "issue_reserved",
+    "create_sales_order",
+    "allocate_sales_order",
+    "ship_sales_order",
+    "cancel_sales_order",
+    "return_sales_order",
     "issue",
     "transfer",
     "count",
@@ -80,7 +86,8 @@ def test_a_seeded_tenant_holds_a_wholesalers_catalogue_and_every_kind_of_activit
         inventory = Ledger(store).app(tenant_id_for(slug))
         assert [inventory.product(item.sku).sku for item in demo.CATALOG] == list(demo.SKUS)
         assert {inventory.warehouse(code).code for code, *_ in demo.WAREHOUSES} == {"BER1", "HAM1"}
-        assert {"receipt", "transfer", "count", "sale", "damage", "expiry"} <= reasons(store, slug)
+        kinds = {"receipt", "transfer", "count", "sale", "damage", "expiry", "return"}
+        assert kinds <= reasons(store, slug)
         assert "domain.lots:Lot.StatusChanged" in topics(store, slug)
 
 
@@ -134,12 +141,12 @@ def test_expiry_dates_follow_the_clock_so_a_seed_works_whenever_it_runs(sqlite_u
     with open_store(sqlite_url) as store:
         tenant = tenant_id_for(slug)
         later = datetime(2031, 2, 28, 23, 30, tzinfo=UTC)
-        inventory = InventoryApplication(tenant, store.factory_for(tenant), clock=lambda: later)
+        inventory = LedgerApplication(tenant, store.factory_for(tenant), clock=lambda: later)
         inventory.create_tenant(slug, None, "Europe/Berlin", EventMetadata())
         summary = demo.seed(inventory, events=60, rng_seed=3, meta=EventMetadata())
         assert summary.events >= 60
         assert summary.commands["write_off_expired"] >= 1
-        assert summary.commands["issue_reserved"] >= 1
+        assert summary.commands["ship_sales_order"] >= 1
         expiries = [
             expiry
             for item in demo.CATALOG
