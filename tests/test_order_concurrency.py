@@ -12,9 +12,9 @@ from uuid import UUID
 
 import pytest
 
-from domain.errors import InsufficientStock
+from domain.errors import AlreadyExists, InsufficientStock
 from domain.metadata import EventMetadata
-from domain.ordering import OrderResult
+from domain.ordering import OrderResult, order_by_external_id
 from domain.orders import parse_reservation_reference
 from domain.quantities import ZERO
 from domain.sales import SalesOrder
@@ -123,3 +123,19 @@ def test_shipments_racing_direct_issues_never_take_reserved_stock_or_go_negative
     assert (item.on_hand(), item.reserved()) == (0, 0)
     events = chain_of(race_ledger.store, app.tenant_id)
     assert events[-1].position == app.recorder.max_notification_id()
+
+
+def test_orders_racing_for_one_external_id_create_one_order(race_ledger: Ledger) -> None:
+    app = stocked(race_ledger, 2)
+
+    outcomes = race(
+        8,
+        lambda i: app.create_purchase_order(
+            "Acme", "WH-A", [(SKU, 1, "1")], EventMetadata(), external_id="ERP-PO-1"
+        ),
+    )
+
+    created = [o for o in outcomes if isinstance(o, OrderResult)]
+    assert len(created) == 1, outcomes
+    assert all(isinstance(o, AlreadyExists) for o in outcomes if o not in created)
+    assert order_by_external_id(app, "purchase_order", "ERP-PO-1") == created[0].order_id

@@ -367,3 +367,17 @@ def test_returns_beyond_what_was_shipped_are_refused(app: LedgerApplication) -> 
     assert order(app, order_id).lines[0].returned == 2
     assert on_hand(app, "BOLT") == 10
     assert item(app, "BOLT").on_hand("B1", "A1") == 10
+
+
+def test_an_orders_reserved_stock_moves_to_a_staging_bin_with_its_reservation(
+    app: LedgerApplication,
+) -> None:
+    order_id = opened(app, ("BOLT", 3))
+    app.allocate_sales_order(order_id, M)
+    reference = reservation_reference(order_id, 1)
+    app.move("BOLT", "WH1", "A1", "DOCK", 3, M, reference=reference)  # picked to the dock
+    holds = item(app, "BOLT").holds[reference]
+    assert [(h.bin, h.quantity) for h in holds] == [("DOCK", 3)]
+    assert allocated(app, order_id) == [3]  # the order still holds all of it
+    shipped = app.ship_sales_order(order_id, M)
+    assert [(s.bin, s.quantity) for s in shipped.shipments] == [("DOCK", 3)]
