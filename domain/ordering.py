@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -14,7 +14,7 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import MutableOrImmutableAggregate
 
 from domain.catalog import Product
-from domain.errors import AlreadyExists, NotFound, UnknownReference, ValidationFailed
+from domain.errors import AlreadyExists, NotFound, ValidationFailed
 from domain.idempotency import IdempotencyRecord
 from domain.inventory import Aggregates, InventoryApplication
 from domain.lots import Lot
@@ -128,17 +128,6 @@ class Work:
             self.items[(sku, warehouse)] = self.app.stock_item(sku, warehouse)
         return self.items[(sku, warehouse)]
 
-    def open_item(self, sku: str, warehouse: str) -> StockItem:
-        item = self.item(sku, warehouse)
-        if item is None:
-            item = StockItem.open(self.app.tenant_id, sku, warehouse)
-            self.items[(sku, warehouse)] = item
-            product = self.product(sku)
-            product.stock_in(warehouse)
-            self.touch(product)
-        self.touch(item)
-        return item
-
     def lot(self, sku: str, code: str) -> Lot | None:
         if (sku, code) not in self.lots:
             self.lots[(sku, code)] = self.app.lot(sku, code)
@@ -150,6 +139,14 @@ class Work:
 
     def result(self, result: OrderResult) -> tuple[Aggregates, OrderResult]:
         return list(self.touched.values()), result
+
+
+def ordered_quantity(app: InventoryApplication, sku: str, qty: Decimal | int | str) -> Decimal:
+    """An order line's quantity of an active product, in the product's unit."""
+    product = app.product(sku)
+    if not product.active:
+        raise ValidationFailed("lines", f"{sku} is inactive")
+    return quantity(qty, product.decimals)
 
 
 def load_order(app: InventoryApplication, order_id: UUID, kind: type[Order]) -> Order:
@@ -184,23 +181,3 @@ def order_by_external_id(app: InventoryApplication, kind: str, external_id: str)
         raise NotFound(f"no {kind.replace('_', ' ')} has external_id {external_id!r}") from None
     assert isinstance(key, ExternalKey)
     return key.order_id
-
-
-def line_quantities(
-    order_lines: Sequence[tuple[int, Decimal | int | str]],
-    decimals: Callable[[int], int],
-) -> dict[int, Decimal]:
-    """(line, quantity) pairs as quantities per line; a line named twice is refused."""
-    quantities: dict[int, Decimal] = {}
-    for number, qty in order_lines:
-        if number in quantities:
-            raise ValidationFailed("lines", f"line {number} is named twice")
-        quantities[number] = quantity(qty, decimals(number))
-    if not quantities:
-        raise ValidationFailed("lines", "name at least one line")
-    return quantities
-
-
-def check_unknown_line(number: int, count: int, kind: str) -> None:
-    if not 1 <= number <= count:
-        raise UnknownReference(f"{kind} line {number} does not exist")

@@ -15,9 +15,9 @@ from domain.metadata import EventMetadata
 from domain.ordering import (
     OrderResult,
     Work,
-    check_unknown_line,
     claim_external_id,
     load_order,
+    ordered_quantity,
 )
 from domain.orders import LineReceipt, ReceiveLine, check_text, request_of
 from domain.purchasing import PurchaseOrder
@@ -49,12 +49,9 @@ class PurchasingApplication(InventoryApplication):
 
         def action() -> tuple[Aggregates, OrderResult]:
             self.warehouse(warehouse)  # it must exist
-            checked = []
-            for sku, qty, cost in lines:
-                product = self.product(sku)
-                if not product.active:
-                    raise ValidationFailed("lines", f"{sku} is inactive")
-                checked.append((sku, quantity(qty, product.decimals), money(cost)))
+            checked = [
+                (sku, ordered_quantity(self, sku, qty), money(cost)) for sku, qty, cost in lines
+            ]
             order = PurchaseOrder.draft(
                 order_id,
                 name,
@@ -122,7 +119,6 @@ class PurchasingApplication(InventoryApplication):
             amounts = []
             for receipt in receipts:
                 number = receipt.line
-                check_unknown_line(number, len(order.lines), "purchase order")
                 decimals = work.product(order.line(number).sku).decimals
                 amount = quantity(receipt.quantity, decimals)
                 received[number] = received.get(number, Decimal(0)) + amount

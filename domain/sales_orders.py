@@ -11,7 +11,13 @@ from domain.allocation import LotStatus
 from domain.errors import InsufficientStock, ValidationFailed
 from domain.inventory import Aggregates, Receipt
 from domain.metadata import EventMetadata
-from domain.ordering import OrderResult, Work, check_unknown_line, claim_external_id, load_order
+from domain.ordering import (
+    OrderResult,
+    Work,
+    claim_external_id,
+    load_order,
+    ordered_quantity,
+)
 from domain.orders import (
     LineQuantity,
     LineReturn,
@@ -59,12 +65,7 @@ class LedgerApplication(PurchasingApplication):
 
         def action() -> tuple[Aggregates, OrderResult]:
             self.warehouse(warehouse)  # it must exist
-            checked = []
-            for sku, qty in lines:
-                product = self.product(sku)
-                if not product.active:
-                    raise ValidationFailed("lines", f"{sku} is inactive")
-                checked.append((sku, quantity(qty, product.decimals)))
+            checked = [(sku, ordered_quantity(self, sku, qty)) for sku, qty in lines]
             order = SalesOrder.open(
                 order_id, name, warehouse, checked, external_id=external, reference=ref
             )
@@ -193,7 +194,6 @@ class LedgerApplication(PurchasingApplication):
             raise ValidationFailed("lines", "name at least one line, or none to ship everything")
         asked: dict[int, Decimal] = {}
         for ship in lines:
-            check_unknown_line(ship.line, len(order.lines), "sales order")
             if ship.line in asked:
                 raise ValidationFailed("lines", f"line {ship.line} is named twice")
             line = order.line(ship.line)
@@ -252,7 +252,6 @@ class LedgerApplication(PurchasingApplication):
             work.touch(order)
             amounts: dict[int, Decimal] = {}
             for back in returns:
-                check_unknown_line(back.line, len(order.lines), "sales order")
                 decimals = work.product(order.line(back.line).sku).decimals
                 amounts[back.line] = amounts.get(back.line, ZERO) + quantity(
                     back.quantity, decimals

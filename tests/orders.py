@@ -20,8 +20,8 @@ START = datetime(2026, 6, 15, 8, 0, tzinfo=UTC)
 class Clock:
     """The application's clock: it moves only when a test says so."""
 
-    def __init__(self) -> None:
-        self.now = START
+    def __init__(self, start: datetime = START) -> None:
+        self.now = start
 
     def __call__(self) -> datetime:
         return self.now

@@ -24,6 +24,7 @@ from domain.ids import tenant_id_for
 from domain.inventory import InventoryApplication
 from domain.metadata import EventMetadata
 from eventstore.store import LedgerStore
+from tests.orders import Clock, head, order_ledger
 
 M = EventMetadata()
 NOW = datetime(2026, 6, 15, 10, 0, tzinfo=UTC)
@@ -32,29 +33,7 @@ NOW = datetime(2026, 6, 15, 10, 0, tzinfo=UTC)
 @pytest.fixture
 def app(store: LedgerStore) -> InventoryApplication:
     """A registered tenant with a FEFO food product, a FIFO hardware product, two warehouses."""
-    slug = f"t-{uuid.uuid4().hex[:10]}"
-    tenant = tenant_id_for(slug)
-    inventory = InventoryApplication(tenant, store.factory_for(tenant), clock=lambda: NOW)
-    inventory.create_tenant(slug, None, "Europe/Berlin", M)
-    inventory.register_product(
-        "MILK",
-        "Milk 1l",
-        M,
-        lot_tracked=True,
-        expiry_tracked=True,
-        removal_policy="fefo",
-        shelf_life_days=10,
-    )
-    inventory.register_product("BOLT", "Bolt M6", M, decimals=2)
-    for code in ("WH1", "WH2"):
-        inventory.register_warehouse(code, code, "Europe/Berlin", M)
-        inventory.add_bin(code, "A1", M)
-        inventory.add_bin(code, "DOCK", M, pickable=False)
-    return inventory
-
-
-def head(app: InventoryApplication) -> int:
-    return app.recorder.max_notification_id() or 0
+    return order_ledger(store, Clock(NOW))
 
 
 def test_a_repeated_command_under_its_key_returns_the_first_outcome_and_appends_nothing(
