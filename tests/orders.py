@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from domain.ids import tenant_id_for
+from domain.inventory import InventoryApplication
 from domain.metadata import EventMetadata
 from domain.quantities import ZERO
 from domain.sales_orders import LedgerApplication
@@ -54,21 +55,21 @@ def order_ledger(store: LedgerStore, clock: Clock) -> LedgerApplication:
     return app
 
 
-def head(app: LedgerApplication) -> int:
+def head(app: InventoryApplication) -> int:
     return app.recorder.max_notification_id() or 0
 
 
-def item(app: LedgerApplication, sku: str, warehouse: str = "WH1") -> StockItem:
+def item(app: InventoryApplication, sku: str, warehouse: str = "WH1") -> StockItem:
     found = app.stock_item(sku, warehouse)
     assert found is not None
     return found
 
 
-def on_hand(app: LedgerApplication, sku: str, warehouse: str = "WH1") -> Decimal:
+def on_hand(app: InventoryApplication, sku: str, warehouse: str = "WH1") -> Decimal:
     found = app.stock_item(sku, warehouse)
     return ZERO if found is None else found.on_hand()
 
 
-def reserved(app: LedgerApplication, sku: str, warehouse: str = "WH1") -> Decimal:
+def reserved(app: InventoryApplication, sku: str, warehouse: str = "WH1") -> Decimal:
     found = app.stock_item(sku, warehouse)
     return ZERO if found is None else found.reserved()
