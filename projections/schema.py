@@ -1,0 +1,80 @@
+"""Read-model tables (SQLAlchemy 2.0): `tenant_id` leads every key; decimals stay exact."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any
+from uuid import UUID
+
+from sqlalchemy import BigInteger, DateTime, Dialect, Numeric, String, Text, TypeDecorator
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeEngine, Uuid
+
+
+class ExactDecimal(TypeDecorator[Decimal]):
+    """NUMERIC on PostgreSQL; text on SQLite, whose NUMERIC would round through a float."""
+
+    impl = Numeric(38, 12)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(64))
+        return dialect.type_descriptor(Numeric(38, 12))
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        return str(value) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        return None if value is None else Decimal(value)
+
+
+TenantId = Annotated[UUID, mapped_column(Uuid, primary_key=True)]
+Code = Annotated[str, mapped_column(String(64), primary_key=True)]
+Quantity = Annotated[Decimal, mapped_column(ExactDecimal, nullable=False)]
+Position = Annotated[int, mapped_column(BigInteger, nullable=False)]
+
+
+class Base(DeclarativeBase):
+    """The read models' tables."""
+
+
+class ProjectionTracking(Base):
+    """How far each projection has applied each tenant's events (written with its rows)."""
+
+    __tablename__ = "projection_tracking"
+
+    tenant_id: Mapped[TenantId]
+    projection: Mapped[Code]
+    position: Mapped[Position]
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class ProjectionFailure(Base):
+    """A projection stopped at an event it could not apply, for this tenant only."""
+
+    __tablename__ = "projection_failures"
+
+    tenant_id: Mapped[TenantId]
+    projection: Mapped[Code]
+    position: Mapped[Position]
+    error: Mapped[str] = mapped_column(Text, nullable=False)
+    failed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class StockLevelRow(Base):
+    """Stock of one SKU in one warehouse: on hand, reserved, incoming, its value."""
+
+    __tablename__ = "rm_stock_levels"
+
+    tenant_id: Mapped[TenantId]
+    sku: Mapped[Code]
+    warehouse: Mapped[Code]
+    stream_id: Mapped[UUID] = mapped_column(Uuid, nullable=False)
+    on_hand: Mapped[Quantity]
+    reserved: Mapped[Quantity]
+    value: Mapped[Quantity]
+    last_position: Mapped[Position]

@@ -1,0 +1,146 @@
+"""Projections on SQLite and PostgreSQL: equal to the fold of the events, exactly once."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from decimal import Decimal
+from uuid import UUID
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Connection, Engine, create_engine, pool
+
+from domain.ids import tenant_id_for
+from domain.metadata import EventMetadata
+from domain.sales_orders import LedgerApplication
+from eventstore.store import LedgerStore
+from ledger import demo
+from ledger.settings import Settings
+from projections.events import LedgerEvent, decode
+from projections.runner import Runner
+from projections.stock_levels import StockLevels, stock_levels
+
+Levels = dict[tuple[str, str], tuple[Decimal, Decimal, Decimal]]
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = create_engine(
+        Settings(database_url=database_url).sqlalchemy_url, poolclass=pool.NullPool
+    )
+    yield engine
+    engine.dispose()
+
+
+def seeded(store: LedgerStore, events: int, rng_seed: int = 7) -> LedgerApplication:
+    slug = f"p-{uuid.uuid4().hex[:10]}"
+    tenant = tenant_id_for(slug)
+    app = LedgerApplication(tenant, store.factory_for(tenant))
+    app.create_tenant(slug, None, demo.TIMEZONE, EventMetadata())
+    demo.seed(app, events=events, rng_seed=rng_seed, meta=EventMetadata())
+    return app
+
+
+def folded(app: LedgerApplication) -> Levels:
+    """Stock levels as the stock items' own events fold them."""
+    levels: Levels = {}
+    for item in demo.CATALOG:
+        for code, *_ in demo.WAREHOUSES:
+            stock = app.stock_item(item.sku, code)
+            if stock is not None:
+                value = sum(layer.quantity * layer.unit_cost for layer in stock.layers.values())
+                levels[(item.sku, code)] = (stock.on_hand(), stock.reserved(), Decimal(value))
+    return levels
+
+
+def projected(engine: Engine, tenant_id: UUID) -> Levels:
+    with engine.connect() as conn:
+        rows = stock_levels(conn, tenant_id, limit=1000)
+    return {(r.sku, r.warehouse): (r.on_hand, r.reserved, r.value) for r in rows}
+
+
+def test_stock_levels_equal_the_fold_of_the_events(store: LedgerStore, engine: Engine) -> None:
+    app = seeded(store, 300)
+    runner = Runner(store, engine, [StockLevels()], batch_size=97)
+    assert runner.run_once() >= store.head(app.tenant_id).position
+    assert projected(engine, app.tenant_id) == folded(app)
+    progress = next(p for p in runner.progress() if p.tenant_id == app.tenant_id)
+    assert (progress.lag, progress.failed_at) == (0, None)
+
+
+def test_running_again_or_delivering_a_batch_twice_changes_nothing(
+    store: LedgerStore, engine: Engine
+) -> None:
+    app = seeded(store, 150)
+    runner = Runner(store, engine, [StockLevels()])
+    runner.run_once()
+    before = projected(engine, app.tenant_id)
+    assert runner.run_once() == 0
+    events = [decode(e) for e in store.iter_events(app.tenant_id)]
+    with engine.begin() as conn:  # the whole history delivered again, out of any tracking
+        StockLevels().apply(conn, app.tenant_id, events)
+        StockLevels().apply(conn, app.tenant_id, events[len(events) // 2 :])
+    assert projected(engine, app.tenant_id) == before
+
+
+class Failing(StockLevels):
+    """Stock levels that cannot apply one event position."""
+
+    def __init__(self, tenant_id: UUID, position: int) -> None:
+        self.tenant_id, self.position = tenant_id, position
+
+    def apply(self, conn: Connection, tenant_id: UUID, events: Sequence[LedgerEvent]) -> None:
+        if tenant_id == self.tenant_id and any(e.position == self.position for e in events):
+            raise ValueError(f"cannot apply {self.position}")
+        super().apply(conn, tenant_id, events)
+
+
+def test_a_failing_event_stops_that_tenant_only_and_is_retried_when_cleared(
+    store: LedgerStore, engine: Engine
+) -> None:
+    broken, healthy = seeded(store, 80), seeded(store, 80)
+    projection = Failing(broken.tenant_id, position=60)
+    runner = Runner(store, engine, [projection], batch_size=25)
+    runner.run_once()
+    states = {p.tenant_id: p for p in runner.progress()}
+    assert (states[broken.tenant_id].position, states[broken.tenant_id].failed_at) == (59, 60)
+    assert states[healthy.tenant_id].position == store.head(healthy.tenant_id).position
+    assert projected(engine, healthy.tenant_id) == folded(healthy)
+    assert runner.run_once() == 0  # the failure holds the tenant until it is cleared
+
+    projection.position = -1  # fixed
+    runner.retry("stock_levels", broken.tenant_id)
+    runner.run_once()
+    assert projected(engine, broken.tenant_id) == folded(broken)
+
+
+@settings(
+    max_examples=8,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    rng_seed=st.integers(0, 10_000),
+    events=st.integers(40, 160),
+    batch=st.integers(1, 300),
+    replays=st.lists(st.tuples(st.integers(0, 200), st.integers(1, 50)), max_size=3),
+)
+def test_for_random_histories_batches_and_redeliveries_the_projection_is_the_fold(
+    sqlite_template: object,
+    store: LedgerStore,
+    engine: Engine,
+    rng_seed: int,
+    events: int,
+    batch: int,
+    replays: list[tuple[int, int]],
+) -> None:
+    app = seeded(store, events, rng_seed)
+    runner = Runner(store, engine, [StockLevels()], batch_size=batch)
+    runner.run_once()
+    recorded = [decode(e) for e in store.iter_events(app.tenant_id)]
+    for start, length in replays:  # any slice delivered again changes nothing
+        with engine.begin() as conn:
+            StockLevels().apply(conn, app.tenant_id, recorded[start : start + length])
+    assert projected(engine, app.tenant_id) == folded(app)
