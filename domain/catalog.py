@@ -97,7 +97,7 @@ class Product(Aggregate):
 
         def apply(self, aggregate: Aggregate) -> None:
             assert isinstance(aggregate, Product)
-            aggregate.warehouses = (*aggregate.warehouses, self.warehouse)
+            aggregate.warehouses = [*aggregate.warehouses, self.warehouse]
 
     def __init__(
         self,
@@ -127,7 +127,7 @@ class Product(Aggregate):
         self.reorder_quantity = reorder_quantity
         self.attributes = attributes
         self.active = True
-        self.warehouses: tuple[str, ...] = ()
+        self.warehouses: list[str] = []  # a list: what a snapshot gives back
 
     @classmethod
     def register(cls, tenant_id: UUID, sku: str, name: str, **fields: Any) -> Product:

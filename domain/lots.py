@@ -34,7 +34,7 @@ class Lot(Aggregate):
 
         def apply(self, aggregate: Aggregate) -> None:
             assert isinstance(aggregate, Lot)
-            aggregate.warehouses = (*aggregate.warehouses, self.warehouse)
+            aggregate.warehouses = [*aggregate.warehouses, self.warehouse]
 
     class StatusChanged(Aggregate.Event):
         """The lot was released, put on hold or quarantined."""
@@ -49,7 +49,7 @@ class Lot(Aggregate):
         self.sku = sku
         self.lot = lot
         self.expires_on = expires_on
-        self.warehouses: tuple[str, ...] = (warehouse,)
+        self.warehouses: list[str] = [warehouse]  # a list: what a snapshot gives back
         self.status = LotStatus.RELEASED.value
 
     @classmethod
