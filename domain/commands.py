@@ -283,6 +283,7 @@ class CommandApplication(TenantApplication):
             today=now.astimezone(ZoneInfo(warehouse.timezone)).date(),
             effective_at=effective_at,
             block_expired_issue=tenant.block_expired_issue,
+            timezone=warehouse.timezone,
         )
 
     def check_effective_at(self, effective_at: datetime, tenant: Tenant) -> None:

@@ -122,7 +122,7 @@ class InventoryApplication(ConfigurationApplication):
                 raise ValidationFailed("expires_on", f"{product.sku} is not expiry tracked")
             return None
         if given is None and product.shelf_life_days is not None:
-            return conditions.effective_at.date() + timedelta(days=product.shelf_life_days)
+            return conditions.business_date + timedelta(days=product.shelf_life_days)
         return given
 
     def issue(

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from domain.allocation import LotStatus, Slice
 from domain.catalog import Bin, ProductRules
@@ -25,6 +26,12 @@ class Conditions:
     today: date
     effective_at: datetime
     block_expired_issue: bool = True
+    timezone: str = "UTC"  # the warehouse's
+
+    @property
+    def business_date(self) -> date:
+        """The entry's business date: its effective time's date in the warehouse's time zone."""
+        return self.effective_at.astimezone(ZoneInfo(self.timezone)).date()
 
 
 class StockState:

@@ -82,6 +82,19 @@ def test_shelf_life_gives_the_expiry_of_a_receipt_that_names_none(
     assert app.stock_item("MILK", "WH1").expiry["L1"] == date(2026, 6, 25)  # type: ignore[union-attr]
 
 
+def test_shelf_life_counts_from_the_receipts_business_date_in_its_warehouse(
+    app: InventoryApplication,
+) -> None:
+    app.register_warehouse("AKL", "Auckland", "Pacific/Auckland", M)
+    app.add_bin("AKL", "A1", M)
+    evening = EventMetadata(effective_at=datetime(2026, 6, 14, 11, 30, tzinfo=UTC))  # 23:30 NZST
+    app.receive("MILK", "AKL", "A1", 1, "1", evening, lot="L-NZ")
+    assert app.lot("MILK", "L-NZ").expires_on == date(2026, 6, 24)  # type: ignore[union-attr]
+    night = EventMetadata(effective_at=datetime(2026, 6, 14, 12, 30, tzinfo=UTC))  # 0:30, the 15th
+    app.receive("MILK", "AKL", "A1", 1, "1", night, lot="L-NZ2")
+    assert app.lot("MILK", "L-NZ2").expires_on == date(2026, 6, 25)  # type: ignore[union-attr]
+
+
 def test_a_generated_lot_is_reported_when_the_receipt_names_none(
     app: InventoryApplication,
 ) -> None:

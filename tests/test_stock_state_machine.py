@@ -247,10 +247,14 @@ class StockLedgerMachine(RuleBasedStateMachine):
         self.store = SQLiteLedgerStore(str(self.directory / "ledger.db"), pool_size=4)
         self.now = START
         factory = self.store.factory_for(TENANT)
-        # The live application snapshots every 2nd version; `replayed` folds events only, and
-        # `snapshotted` starts from the newest snapshot and folds the tail.
+        # The live application snapshots every 2nd version; `replayed` folds events only (its
+        # factory reads no snapshots), and `snapshotted` starts from the newest snapshot and
+        # folds the tail.
         self.app = LiveApplication(TENANT, factory, snapshot_interval=2, clock=self.clock)
-        self.replayed = InventoryApplication(TENANT, factory, snapshot_interval=0, clock=self.clock)
+        events_only = self.store.factory_for(TENANT, snapshots=False)
+        self.replayed = InventoryApplication(
+            TENANT, events_only, snapshot_interval=0, clock=self.clock
+        )
         self.snapshotted = InventoryApplication(TENANT, factory, snapshot_interval=2)
         self.expected = {(sku, code): ZERO for sku in SKUS for code in WAREHOUSES}
         for sku, warehouse, _, _ in OPENING:
