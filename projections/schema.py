@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 from uuid import UUID
 
-from sqlalchemy import BigInteger, DateTime, Dialect, Numeric, String, Text, TypeDecorator
+from sqlalchemy import BigInteger, Date, DateTime, Dialect, Numeric, String, Text, TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeEngine, Uuid
 
@@ -30,6 +30,29 @@ class ExactDecimal(TypeDecorator[Decimal]):
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
         return None if value is None else Decimal(value)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """An aware UTC timestamp: timestamptz on PostgreSQL, ISO 8601 text on SQLite."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(40))
+        return dialect.type_descriptor(DateTime(timezone=True))
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None or dialect.name != "sqlite":
+            return value
+        return value.astimezone(UTC).isoformat()
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        found = datetime.fromisoformat(value) if isinstance(value, str) else value
+        return found.astimezone(UTC)
 
 
 TenantId = Annotated[UUID, mapped_column(Uuid, primary_key=True)]
@@ -77,4 +100,37 @@ class StockLevelRow(Base):
     on_hand: Mapped[Quantity]
     reserved: Mapped[Quantity]
     value: Mapped[Quantity]
+    last_position: Mapped[Position]
+
+
+class LotStreamRow(Base):
+    """The stock items the lots projection has seen, with the position it applied last."""
+
+    __tablename__ = "rm_lot_streams"
+
+    tenant_id: Mapped[TenantId]
+    stream_id: Mapped[UUID] = mapped_column(Uuid, primary_key=True)
+    sku: Mapped[str] = mapped_column(String(64), nullable=False)
+    warehouse: Mapped[str] = mapped_column(String(64), nullable=False)
+    last_position: Mapped[Position]
+
+
+class LotRow(Base):
+    """A lot in a bin: on hand, reserved, value, expiry, first receipt time, status."""
+
+    __tablename__ = "rm_lots"
+
+    tenant_id: Mapped[TenantId]
+    sku: Mapped[Code]
+    warehouse: Mapped[Code]
+    lot: Mapped[Code]
+    bin: Mapped[Code]
+    stream_id: Mapped[UUID] = mapped_column(Uuid, nullable=False)
+    on_hand: Mapped[Quantity]
+    reserved: Mapped[Quantity]
+    value: Mapped[Quantity]
+    expires_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    layers: Mapped[str] = mapped_column(Text, nullable=False)  # JSON: [[id, received_at, qty]]
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
     last_position: Mapped[Position]

@@ -19,6 +19,7 @@ from eventstore.store import LedgerStore
 from ledger import demo
 from ledger.settings import Settings
 from projections.events import LedgerEvent, decode
+from projections.lots import Lots, lots
 from projections.runner import Runner
 from projections.stock_levels import StockLevels, stock_levels
 
@@ -55,17 +56,63 @@ def folded(app: LedgerApplication) -> Levels:
     return levels
 
 
+LotKey = tuple[str, str, str, str]
+LotState = tuple[Decimal, Decimal, Decimal, object, object, str]
+
+
+def folded_lots(app: LedgerApplication) -> dict[LotKey, LotState]:
+    """Lots in bins as the stock items' own events fold them."""
+    found: dict[LotKey, LotState] = {}
+    for item in demo.CATALOG:
+        for code, *_ in demo.WAREHOUSES:
+            stock = app.stock_item(item.sku, code)
+            for lot, bin_code in stock.places() if stock is not None else []:
+                layers = [
+                    layer
+                    for layer in stock.layers.values()
+                    if (layer.lot, layer.bin) == (lot, bin_code)
+                ]
+                found[(item.sku, code, lot, bin_code)] = (
+                    stock.on_hand(lot, bin_code),
+                    stock.reserved(lot, bin_code),
+                    sum((layer.quantity * layer.unit_cost for layer in layers), Decimal(0)),
+                    stock.expiry[lot],
+                    min(layer.received_at for layer in layers),
+                    stock.status[lot],
+                )
+    return found
+
+
+def projected_lots(engine: Engine, tenant_id: UUID) -> dict[LotKey, LotState]:
+    with engine.connect() as conn:
+        rows = lots(conn, tenant_id, limit=10_000)
+    return {
+        (r.sku, r.warehouse, r.lot, r.bin): (
+            r.on_hand,
+            r.reserved,
+            r.value,
+            r.expires_on,
+            r.received_at,
+            r.status,
+        )
+        for r in rows
+    }
+
+
 def projected(engine: Engine, tenant_id: UUID) -> Levels:
     with engine.connect() as conn:
         rows = stock_levels(conn, tenant_id, limit=1000)
     return {(r.sku, r.warehouse): (r.on_hand, r.reserved, r.value) for r in rows}
 
 
-def test_stock_levels_equal_the_fold_of_the_events(store: LedgerStore, engine: Engine) -> None:
+def test_stock_levels_and_lots_equal_the_fold_of_the_events(
+    store: LedgerStore, engine: Engine
+) -> None:
     app = seeded(store, 300)
-    runner = Runner(store, engine, [StockLevels()], batch_size=97)
+    runner = Runner(store, engine, [StockLevels(), Lots()], batch_size=97)
     assert runner.run_once() >= store.head(app.tenant_id).position
     assert projected(engine, app.tenant_id) == folded(app)
+    assert projected_lots(engine, app.tenant_id) == folded_lots(app)
     progress = next(p for p in runner.progress() if p.tenant_id == app.tenant_id)
     assert (progress.lag, progress.failed_at) == (0, None)
 
@@ -74,15 +121,16 @@ def test_running_again_or_delivering_a_batch_twice_changes_nothing(
     store: LedgerStore, engine: Engine
 ) -> None:
     app = seeded(store, 150)
-    runner = Runner(store, engine, [StockLevels()])
+    runner = Runner(store, engine, [StockLevels(), Lots()])
     runner.run_once()
-    before = projected(engine, app.tenant_id)
+    before = (projected(engine, app.tenant_id), projected_lots(engine, app.tenant_id))
     assert runner.run_once() == 0
     events = [decode(e) for e in store.iter_events(app.tenant_id)]
     with engine.begin() as conn:  # the whole history delivered again, out of any tracking
-        StockLevels().apply(conn, app.tenant_id, events)
-        StockLevels().apply(conn, app.tenant_id, events[len(events) // 2 :])
-    assert projected(engine, app.tenant_id) == before
+        for projection in (StockLevels(), Lots()):
+            projection.apply(conn, app.tenant_id, events)
+            projection.apply(conn, app.tenant_id, events[len(events) // 2 :])
+    assert (projected(engine, app.tenant_id), projected_lots(engine, app.tenant_id)) == before
 
 
 class Failing(StockLevels):
@@ -137,10 +185,12 @@ def test_for_random_histories_batches_and_redeliveries_the_projection_is_the_fol
     replays: list[tuple[int, int]],
 ) -> None:
     app = seeded(store, events, rng_seed)
-    runner = Runner(store, engine, [StockLevels()], batch_size=batch)
+    runner = Runner(store, engine, [StockLevels(), Lots()], batch_size=batch)
     runner.run_once()
     recorded = [decode(e) for e in store.iter_events(app.tenant_id)]
     for start, length in replays:  # any slice delivered again changes nothing
         with engine.begin() as conn:
-            StockLevels().apply(conn, app.tenant_id, recorded[start : start + length])
+            for projection in (StockLevels(), Lots()):
+                projection.apply(conn, app.tenant_id, recorded[start : start + length])
     assert projected(engine, app.tenant_id) == folded(app)
+    assert projected_lots(engine, app.tenant_id) == folded_lots(app)
