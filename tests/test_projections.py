@@ -66,7 +66,9 @@ def folded_lots(app: LedgerApplication) -> dict[LotKey, LotState]:
     for item in demo.CATALOG:
         for code, *_ in demo.WAREHOUSES:
             stock = app.stock_item(item.sku, code)
-            for lot, bin_code in stock.places() if stock is not None else []:
+            if stock is None:
+                continue
+            for lot, bin_code in stock.places():
                 layers = [
                     layer
                     for layer in stock.layers.values()
