@@ -18,6 +18,7 @@ from typing import Protocol, cast
 from uuid import UUID
 
 from sqlalchemy import Connection, Engine, Table, delete, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
 
 from eventstore.store import LedgerStore
 from projections.events import LedgerEvent, decode
@@ -26,6 +27,10 @@ from projections.schema import ProjectionFailure, ProjectionTracking
 log = logging.getLogger(__name__)
 TRACKING = cast("Table", ProjectionTracking.__table__)
 FAILURES = cast("Table", ProjectionFailure.__table__)
+
+
+class TrackingMoved(Exception):
+    """Another runner applied the same events first; this batch was rolled back."""
 
 
 class Projection(Protocol):
@@ -86,6 +91,8 @@ class Runner:
         while True:
             try:
                 done = self.step(projection, tenant_id, limit)
+            except TrackingMoved:
+                return total  # another runner is ahead on this tenant: nothing was written
             except Exception as error:  # recorded and reported; the other tenants go on
                 if limit > 1:
                     limit = 1
@@ -168,7 +175,13 @@ class Runner:
         now = datetime.now(UTC)
         if before == 0:
             row = {"tenant_id": tenant_id, "projection": projection.name}
-            conn.execute(insert(TRACKING).values(**row, position=position, updated_at=now))
+            try:
+                with conn.begin_nested():
+                    conn.execute(insert(TRACKING).values(**row, position=position, updated_at=now))
+            except IntegrityError:
+                raise TrackingMoved(
+                    f"{projection.name}: {tenant_id} was tracked first by another runner"
+                ) from None
             return
         moved = conn.execute(
             update(TRACKING)
@@ -180,7 +193,7 @@ class Runner:
             .values(position=position, updated_at=now)
         )
         if moved.rowcount != 1:  # another runner moved it first: this batch must not count
-            raise RuntimeError(f"{projection.name}: tracking of {tenant_id} moved concurrently")
+            raise TrackingMoved(f"{projection.name}: tracking of {tenant_id} moved concurrently")
 
     @staticmethod
     def _lock(conn: Connection, projection: Projection, tenant_id: UUID) -> bool:
