@@ -29,7 +29,7 @@ from eventsourcing.postgres import (
 )
 from eventsourcing.utils import retry
 from psycopg.conninfo import conninfo_to_dict
-from psycopg.rows import DictRow
+from psycopg.rows import DictRow, tuple_row
 
 from domain.idempotency import IdempotencyKeyTaken, IdempotencyRecord
 from eventstore.envelope import ZERO_HASH, encode_payloads, payload_state
@@ -40,6 +40,7 @@ from eventstore.queries import (
     IDEMPOTENCY,
     SNAPSHOTS,
     ahead_query,
+    chain_query,
     head_query,
     idempotency_query,
     notifications_query,
@@ -48,7 +49,7 @@ from eventstore.queries import (
     stream_query,
     tracked_query,
 )
-from eventstore.records import RecordedEvent, TenantHead, TrackerLag
+from eventstore.records import ChainRow, RecordedEvent, TenantHead, TrackerLag
 from eventstore.store import DEFAULT_PAGE_SIZE, LedgerStore
 
 MARK = "%s"
@@ -387,6 +388,20 @@ class PostgresLedgerStore(LedgerStore):
             )
             for row in rows
         ]
+
+    @retry(RETRYABLE, max_attempts=10, wait=0.2)
+    def read_chain(
+        self, tenant_id: UUID, after: int = 0, limit: int = DEFAULT_PAGE_SIZE
+    ) -> list[ChainRow]:
+        # Binary results: bytea arrives as raw bytes (text sends hex, twice the size to encode,
+        # send and decode); plain tuples: no row objects. About 3-5x the rows/s of `read`.
+        with (
+            self.datastore.get_connection() as conn,
+            conn.cursor(binary=True, row_factory=tuple_row) as curs,
+        ):
+            curs.execute(chain_query(MARK), (tenant_id, after, after + limit), prepare=True)
+            rows: list[ChainRow] = curs.fetchall()
+            return rows
 
     def head(self, tenant_id: UUID) -> TenantHead:
         rows = self._fetch(head_query(MARK), (tenant_id,))

@@ -80,6 +80,20 @@ def read_query(mark: str) -> str:
     )
 
 
+def chain_query(mark: str) -> str:
+    """A tenant's (position, payload, hash) in a range of positions (tenant, after, last).
+
+    Bounded above, not by LIMIT: the work per page stays the page's even under a poor plan (a
+    freshly loaded partition without statistics gets a bitmap scan and a sort, which under
+    LIMIT alone would take every later row of the tenant, page after page).
+    """
+    return (
+        f"SELECT position, payload, hash FROM {EVENTS}"  # noqa: S608
+        f" WHERE tenant_id = {mark} AND position > {mark} AND position <= {mark}"
+        " ORDER BY position"
+    )
+
+
 def head_query(mark: str) -> str:
     return f"SELECT position, hash FROM {HEADS} WHERE tenant_id = {mark}"  # noqa: S608
 

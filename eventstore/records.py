@@ -9,6 +9,9 @@ from uuid import UUID
 
 from eventstore.envelope import decode_header, payload_state
 
+#: One stored event as the hash chain sees it: (position, payload, hash), nothing decoded.
+ChainRow = tuple[int, bytes, bytes]
+
 
 @dataclass(frozen=True)
 class RecordedEvent:
@@ -63,4 +66,16 @@ class Verification:
     checked_to_position: int
     first_bad_position: int | None
     head_hash: bytes
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class ChainHash:
+    """The hash a tenant's chain, recomputed from its stored payloads, reaches at a position.
+
+    `hash` is None when the chain does not reach the position; `reason` then says why.
+    """
+
+    position: int
+    hash: bytes | None
     reason: str | None = None

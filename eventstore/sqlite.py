@@ -39,6 +39,7 @@ from eventstore.queries import (
     IDEMPOTENCY,
     SNAPSHOTS,
     ahead_query,
+    chain_query,
     head_query,
     idempotency_query,
     notifications_query,
@@ -47,7 +48,7 @@ from eventstore.queries import (
     stream_query,
     tracked_query,
 )
-from eventstore.records import RecordedEvent, TenantHead, TrackerLag
+from eventstore.records import ChainRow, RecordedEvent, TenantHead, TrackerLag
 from eventstore.store import DEFAULT_PAGE_SIZE, LedgerStore
 
 MARK = "?"
@@ -333,6 +334,12 @@ class SQLiteLedgerStore(LedgerStore):
             )
             for r in rows
         ]
+
+    def read_chain(
+        self, tenant_id: UUID, after: int = 0, limit: int = DEFAULT_PAGE_SIZE
+    ) -> list[ChainRow]:
+        rows = self._fetch(chain_query(MARK), (str(tenant_id), after, after + limit))
+        return [(r[0], _blob(r[1]), _blob(r[2])) for r in rows]
 
     def head(self, tenant_id: UUID) -> TenantHead:
         rows = self._fetch(head_query(MARK), (str(tenant_id),))

@@ -16,8 +16,15 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import Environment
 
-from eventstore.records import RecordedEvent, TenantHead, TrackerLag, Verification
-from eventstore.verify import verify_chain
+from eventstore.records import (
+    ChainHash,
+    ChainRow,
+    RecordedEvent,
+    TenantHead,
+    TrackerLag,
+    Verification,
+)
+from eventstore.verify import chain_hash_at, verify_chain
 
 DEFAULT_PAGE_SIZE = 1000
 
@@ -81,6 +88,32 @@ class LedgerStore(ABC):
             if len(page) < page_size:
                 return
             after = page[-1].position
+
+    def read_chain(
+        self, tenant_id: UUID, after: int = 0, limit: int = DEFAULT_PAGE_SIZE
+    ) -> list[ChainRow]:
+        """The tenant's (position, payload, hash) at positions after+1..after+limit, in order.
+
+        Every one of them unless rows are missing. What the audit export reads: no row objects
+        built (the stores override this to read faster).
+        """
+        last = after + limit
+        return [
+            (e.position, e.payload, e.hash)
+            for e in self.read(tenant_id, after, limit)
+            if e.position <= last
+        ]
+
+    def chain_hash_at(self, tenant_id: UUID, position: int, page_size: int = 5000) -> ChainHash:
+        """Recomputes the tenant's chain from position 1 up to `position` (reads no further,
+        nor beyond the head)."""
+        last = min(position, self.head(tenant_id).position)
+        rows = (row for page in self._chain_pages(tenant_id, last, page_size) for row in page)
+        return chain_hash_at(rows, position)
+
+    def _chain_pages(self, tenant_id: UUID, last: int, page_size: int) -> Iterator[list[ChainRow]]:
+        for after in range(0, last, page_size):
+            yield self.read_chain(tenant_id, after=after, limit=min(page_size, last - after))
 
     def verify(self, tenant_id: UUID, page_size: int = 5000) -> Verification:
         """Recomputes the tenant's hash chain; reports the first position that does not match."""

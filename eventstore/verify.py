@@ -8,7 +8,7 @@ from uuid import UUID
 import orjson
 
 from eventstore.envelope import ZERO_HASH, chain
-from eventstore.records import RecordedEvent, TenantHead, Verification
+from eventstore.records import ChainHash, ChainRow, RecordedEvent, TenantHead, Verification
 
 
 def verify_chain(
@@ -30,6 +30,24 @@ def verify_chain(
     return Verification(
         ok=True, checked_to_position=expected - 1, first_bad_position=None, head_hash=previous
     )
+
+
+def chain_hash_at(rows: Iterable[ChainRow], position: int) -> ChainHash:
+    """Recomputes the chain over rows from position 1 (in order) and stops at `position`.
+
+    Only the payloads count, not the stored hashes: a history rewritten with consistent new
+    hashes still leads elsewhere than a checkpoint taken before.
+    """
+    previous, expected = ZERO_HASH, 1
+    if position >= 1:
+        for row_position, payload, _ in rows:
+            if row_position != expected:
+                return ChainHash(position, None, f"position {expected} is missing")
+            previous = chain(previous, payload)
+            if expected == position:
+                return ChainHash(position, previous)
+            expected += 1
+    return ChainHash(position, None, f"no event at position {position} (last: {expected - 1})")
 
 
 def _problem(tenant_id: UUID, event: RecordedEvent, expected: int, previous: bytes) -> str | None:
