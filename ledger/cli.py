@@ -1,29 +1,24 @@
-"""The ``ledger`` command line: database migrations, tenants, audit verification, demo data."""
+"""The ``ledger`` command line: database migrations, tenants, audit, read models, demo data."""
 
 from __future__ import annotations
 
-import getpass
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, NoReturn, TypeVar
+from typing import Annotated
 from uuid import UUID
 
 import typer
-from eventsourcing.persistence import PersistenceError
-from pydantic import ValidationError
 
-from domain.errors import AlreadyExists, DomainError, NotFound
+from domain.errors import AlreadyExists, NotFound
 from domain.ids import tenant_id_for
-from domain.metadata import Actor, EventMetadata
 from domain.tenant import Tenant
 from eventstore.records import TenantHead
 from eventstore.store import LedgerStore
 from ledger import audit, demo, migrate
-from ledger.settings import Settings
-from ledger.wiring import Ledger, check_schema
+from ledger.cli_support import T, cli_meta, fail, load_settings, opened_ledger
+from ledger.projections_cli import projections_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 db_app = typer.Typer(no_args_is_help=True, help="Database schema (Alembic migrations).")
@@ -36,49 +31,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(audit_app, name="audit")
 app.add_typer(demo_app, name="demo")
-
-T = TypeVar("T")
-
-
-def fail(message: str) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(1)
-
-
-def load_settings() -> Settings:
-    try:
-        return Settings()
-    except ValidationError as error:
-        first = error.errors()[0]
-        fail(f"LEDGER_{str(first['loc'][0]).upper()}: {first['msg']}")
-
-
-def cli_meta() -> EventMetadata:
-    return EventMetadata(actor=Actor(kind="cli", id=getpass.getuser(), roles=("admin",)))
-
-
-@contextmanager
-def opened_ledger() -> Iterator[Ledger]:
-    """The ledger of the configured database, with errors turned into one-line messages."""
-    settings = load_settings()
-    with guarded(lambda: check_schema(settings)):
-        pass
-    ledger = Ledger.from_settings(settings)
-    try:
-        with guarded(lambda: None):
-            yield ledger
-    finally:
-        ledger.close()
-
-
-@contextmanager
-def guarded(action: Callable[[], T]) -> Iterator[T]:
-    try:
-        yield action()
-    except DomainError as error:
-        fail(str(error))
-    except PersistenceError as error:
-        fail(f"database: {str(error).splitlines()[0]}")
+app.add_typer(projections_app, name="projections")
 
 
 @db_app.command("upgrade")

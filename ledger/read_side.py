@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import threading
 import time
+from uuid import UUID
 
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, select
 
 from eventstore.store import LedgerStore
 from ledger.settings import Settings
 from projections.lots import Lots
 from projections.runner import Projection, Runner
+from projections.schema import ProjectionFailure
 from projections.stock_levels import StockLevels
 
 
@@ -42,3 +44,13 @@ def follow(
         if not done:
             stop.wait(max(0.0, wait - (time.monotonic() - started)))
     return applied
+
+
+def failures(engine: Engine) -> dict[tuple[str, UUID], tuple[int, str]]:
+    """Recorded projection failures: (projection, tenant) -> (position, error)."""
+    table = ProjectionFailure.__table__
+    with engine.connect() as conn:
+        return {
+            (row.projection, row.tenant_id): (row.position, row.error)
+            for row in conn.execute(select(table))
+        }

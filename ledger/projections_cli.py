@@ -1,0 +1,89 @@
+"""``ledger projections``: read-model status and the runner."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from typing import Annotated
+from uuid import UUID
+
+import typer
+
+from domain.errors import NotFound
+from domain.tenant import Tenant
+from ledger import read_side
+from ledger.cli_support import load_settings, opened_ledger
+from ledger.wiring import Ledger
+
+projections_app = typer.Typer(no_args_is_help=True, help="Read models: status and the runner.")
+
+
+@projections_app.command("status")
+def projections_status() -> None:
+    """Tracked position, head and lag per projection and tenant; failures named."""
+    settings = load_settings()
+    with opened_ledger() as ledger:
+        engine = read_side.read_engine(settings)
+        try:
+            rows = read_side.runner(ledger.store, engine).progress()
+            failures = read_side.failures(engine)
+        finally:
+            engine.dispose()
+        if not rows:
+            typer.echo("no tenants yet")
+            return
+        slugs = {row.tenant_id: _slug(ledger, row.tenant_id) for row in rows}
+        typer.echo(f"{'PROJECTION':<14}{'TENANT':<24}{'POSITION':>10}{'HEAD':>10}{'LAG':>8}  STATE")
+        for row in rows:
+            failure = failures.get((row.projection, row.tenant_id))
+            state = "ok" if failure is None else f"failed at {failure[0]}: {failure[1]}"
+            typer.echo(
+                f"{row.projection:<14}{slugs[row.tenant_id]:<24}{row.position:>10}"
+                f"{row.head:>10}{row.lag:>8}  {state}"
+            )
+
+
+@projections_app.command("run")
+def projections_run(
+    follow: Annotated[
+        bool, typer.Option("--follow", help="Keep applying new events until interrupted.")
+    ] = False,
+    interval: Annotated[float, typer.Option(min=0.05, help="Seconds between polls.")] = 0.5,
+    batch: Annotated[int, typer.Option(min=1, max=100_000, help="Events per transaction.")] = 2000,
+) -> None:
+    """Catches every projection up with every tenant (and, with --follow, keeps doing so)."""
+    settings = load_settings()
+    with opened_ledger() as ledger:
+        engine = read_side.read_engine(settings)
+        runner = read_side.runner(ledger.store, engine, batch_size=batch)
+        started = time.perf_counter()
+        try:
+            if follow:
+                stop = threading.Event()
+                for signum in (signal.SIGINT, signal.SIGTERM):
+                    signal.signal(signum, lambda *_: stop.set())
+                applied = read_side.follow(runner, stop, interval=interval)
+            else:
+                applied = runner.run_once()
+        finally:
+            engine.dispose()
+        seconds = time.perf_counter() - started
+        typer.echo(f"processed {applied} events (all projections together) in {seconds:.1f} s")
+        failed = [p for p in runner.progress() if p.failed_at is not None]
+        for progress in failed:
+            typer.echo(
+                f"error: {progress.projection} stopped at position {progress.failed_at}"
+                f" of tenant {progress.tenant_id}; see `ledger projections status`",
+                err=True,
+            )
+        if failed:
+            raise typer.Exit(1)
+
+
+def _slug(ledger: Ledger, tenant_id: UUID) -> str:
+    try:
+        tenant: Tenant = ledger.app(tenant_id).load(tenant_id, Tenant)
+    except NotFound:
+        return str(tenant_id)
+    return tenant.slug
