@@ -17,6 +17,8 @@ setup: $(STAMP)
 run: setup
 	$(BIN)/ledger db upgrade
 	$(BIN)/ledger demo seed --tenant demo --exist-ok
+	$(BIN)/ledger projections run
+	$(BIN)/ledger projections status
 	$(BIN)/ledger tenant list
 	$(BIN)/ledger audit verify --tenant demo
 
