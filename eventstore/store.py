@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import Any
@@ -118,7 +119,21 @@ class LedgerStore(ABC):
     def verify(self, tenant_id: UUID, page_size: int = 5000) -> Verification:
         """Recomputes the tenant's hash chain; reports the first position that does not match."""
         head = self.head(tenant_id)
-        return verify_chain(tenant_id, self.iter_events(tenant_id, page_size=page_size), head)
+        events = self.iter_events(tenant_id, page_size=page_size)
+        within = itertools.takewhile(lambda event: event.position <= head.position, events)
+        result = verify_chain(tenant_id, within, head)
+        beyond = self.read(tenant_id, after=head.position, limit=1)
+        if result.ok and beyond and self.head(tenant_id).position < beyond[0].position:
+            # Not a write that landed while verifying (the head would cover it): a stored
+            # event the head never accounted for.
+            return Verification(
+                ok=False,
+                checked_to_position=head.position,
+                first_bad_position=beyond[0].position,
+                head_hash=result.head_hash,
+                reason=f"an event at {beyond[0].position} lies beyond the head at {head.position}",
+            )
+        return result
 
     def __enter__(self) -> LedgerStore:
         return self

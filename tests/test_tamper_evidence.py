@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from uuid import UUID
 
 import psycopg
@@ -75,3 +76,41 @@ def test_stored_events_cannot_be_updated_or_deleted_through_plain_sql(
     with pytest.raises((sqlite3.IntegrityError, psycopg.errors.InsufficientPrivilege)):
         plain_update(database_url, tenant)
     assert ledger.store.verify(tenant).ok
+
+
+def test_events_appended_while_verifying_are_not_a_break(
+    ledger: Ledger, tenant: UUID, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    six_events(ledger, tenant)
+    store = ledger.store
+    before = store.head(tenant)
+    counter: Counter = ledger.app(tenant).repository.get(next(iter_streams(ledger, tenant)))
+    counter.increment()
+    ledger.app(tenant).save(counter, meta=EventMetadata())  # lands after the head was read
+    heads = iter([before])
+    real_head = type(store).head
+    monkeypatch.setattr(store, "head", lambda t: next(heads, None) or real_head(store, t))
+    result = store.verify(tenant)
+    assert (result.ok, result.checked_to_position) == (True, 6)
+
+
+def test_a_stored_event_beyond_the_head_is_a_break(
+    ledger: Ledger, tenant: UUID, database_url: str
+) -> None:
+    six_events(ledger, tenant)
+    copied = (
+        "INSERT INTO ledger_events (tenant_id, originator_id, originator_version, position,"
+        " topic, payload, hash) SELECT tenant_id, originator_id, originator_version + 100,"
+        " position + 1, topic, payload, hash FROM ledger_events"
+        " WHERE tenant_id = %s AND position = %s"
+    )
+    assert tamper(database_url, copied, tenant, 6) == 1
+    result = ledger.store.verify(tenant)
+    assert (result.ok, result.first_bad_position) == (False, 7)
+    assert result.reason is not None
+    assert "beyond the head" in result.reason
+
+
+def iter_streams(ledger: Ledger, tenant: UUID) -> Iterator[UUID]:
+    for event in ledger.store.iter_events(tenant):
+        yield event.stream_id
