@@ -11,6 +11,7 @@ from sqlalchemy import Engine, create_engine, select
 from eventstore.store import LedgerStore
 from ledger.settings import Settings
 from projections.lots import Lots
+from projections.movements import Movements
 from projections.runner import Projection, Runner
 from projections.schema import ProjectionFailure
 from projections.stock_levels import StockLevels
@@ -18,7 +19,7 @@ from projections.stock_levels import StockLevels
 
 def projections() -> list[Projection]:
     """Every read model the runner keeps up to date."""
-    return [StockLevels(), Lots()]
+    return [StockLevels(), Lots(), Movements()]
 
 
 def read_engine(settings: Settings) -> Engine:

@@ -7,7 +7,17 @@ from decimal import Decimal
 from typing import Annotated, Any
 from uuid import UUID
 
-from sqlalchemy import BigInteger, Date, DateTime, Dialect, Numeric, String, Text, TypeDecorator
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    DateTime,
+    Dialect,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    TypeDecorator,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeEngine, Uuid
 
@@ -134,3 +144,36 @@ class LotRow(Base):
     layers: Mapped[str] = mapped_column(Text, nullable=False)  # JSON: [[id, received_at, qty]]
     status: Mapped[str] = mapped_column(String(16), nullable=False)
     last_position: Mapped[Position]
+
+
+class MovementStreamRow(Base):
+    """The stock items the movements projection knows: their SKU and warehouse."""
+
+    __tablename__ = "rm_movement_streams"
+
+    tenant_id: Mapped[TenantId]
+    stream_id: Mapped[UUID] = mapped_column(Uuid, primary_key=True)
+    sku: Mapped[str] = mapped_column(String(64), nullable=False)
+    warehouse: Mapped[str] = mapped_column(String(64), nullable=False)
+
+
+class MovementRow(Base):
+    """A change of on-hand in one lot and bin: who, when (business, recorded), why, what cost."""
+
+    __tablename__ = "rm_movements"
+
+    tenant_id: Mapped[TenantId]
+    position: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sku: Mapped[str] = mapped_column(String(64), nullable=False)
+    warehouse: Mapped[str] = mapped_column(String(64), nullable=False)
+    lot: Mapped[str] = mapped_column(String(64), nullable=False)
+    bin: Mapped[str] = mapped_column(String(64), nullable=False)
+    quantity: Mapped[Quantity]
+    unit_cost: Mapped[Quantity]
+    reason: Mapped[str] = mapped_column(String(32), nullable=False)
+    reference: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    effective_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    recorded_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    actor: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    request_id: Mapped[str | None] = mapped_column(String(200), nullable=True)

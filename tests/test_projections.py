@@ -20,6 +20,7 @@ from ledger import demo
 from ledger.settings import Settings
 from projections.events import LedgerEvent, decode
 from projections.lots import Lots, lots
+from projections.movements import Movements, movements
 from projections.runner import Runner
 from projections.stock_levels import StockLevels, stock_levels
 
@@ -101,20 +102,36 @@ def projected_lots(engine: Engine, tenant_id: UUID) -> dict[LotKey, LotState]:
     }
 
 
+def moved(engine: Engine, tenant_id: UUID) -> dict[LotKey, Decimal]:
+    """On hand per lot and bin as the sum of the recorded movements (empty places left out)."""
+    total: dict[LotKey, Decimal] = {}
+    with engine.connect() as conn:
+        for m in movements(conn, tenant_id, limit=100_000):
+            key = (m.sku, m.warehouse, m.lot, m.bin)
+            total[key] = total.get(key, Decimal(0)) + m.quantity
+    return {key: quantity for key, quantity in total.items() if quantity}
+
+
+def on_hand_by_place(app: LedgerApplication) -> dict[LotKey, Decimal]:
+    return {key: state[0] for key, state in folded_lots(app).items() if state[0]}
+
+
 def projected(engine: Engine, tenant_id: UUID) -> Levels:
     with engine.connect() as conn:
         rows = stock_levels(conn, tenant_id, limit=1000)
     return {(r.sku, r.warehouse): (r.on_hand, r.reserved, r.value) for r in rows}
 
 
-def test_stock_levels_and_lots_equal_the_fold_of_the_events(
+def test_stock_levels_lots_and_movements_equal_the_fold_of_the_events(
     store: LedgerStore, engine: Engine
 ) -> None:
     app = seeded(store, 300)
-    runner = Runner(store, engine, [StockLevels(), Lots()], batch_size=97)
+    runner = Runner(store, engine, [StockLevels(), Lots(), Movements()], batch_size=97)
     assert runner.run_once() >= store.head(app.tenant_id).position
     assert projected(engine, app.tenant_id) == folded(app)
     assert projected_lots(engine, app.tenant_id) == folded_lots(app)
+    assert moved(engine, app.tenant_id) == on_hand_by_place(app)
+    assert moved(engine, app.tenant_id) == on_hand_by_place(app)
     progress = next(p for p in runner.progress() if p.tenant_id == app.tenant_id)
     assert (progress.lag, progress.failed_at) == (0, None)
 
@@ -123,16 +140,25 @@ def test_running_again_or_delivering_a_batch_twice_changes_nothing(
     store: LedgerStore, engine: Engine
 ) -> None:
     app = seeded(store, 150)
-    runner = Runner(store, engine, [StockLevels(), Lots()])
+    runner = Runner(store, engine, [StockLevels(), Lots(), Movements()])
     runner.run_once()
-    before = (projected(engine, app.tenant_id), projected_lots(engine, app.tenant_id))
+    before = (
+        projected(engine, app.tenant_id),
+        projected_lots(engine, app.tenant_id),
+        moved(engine, app.tenant_id),
+    )
     assert runner.run_once() == 0
     events = [decode(e) for e in store.iter_events(app.tenant_id)]
     with engine.begin() as conn:  # the whole history delivered again, out of any tracking
-        for projection in (StockLevels(), Lots()):
+        for projection in (StockLevels(), Lots(), Movements()):
             projection.apply(conn, app.tenant_id, events)
             projection.apply(conn, app.tenant_id, events[len(events) // 2 :])
-    assert (projected(engine, app.tenant_id), projected_lots(engine, app.tenant_id)) == before
+    after = (
+        projected(engine, app.tenant_id),
+        projected_lots(engine, app.tenant_id),
+        moved(engine, app.tenant_id),
+    )
+    assert after == before
 
 
 class Failing(StockLevels):
@@ -187,12 +213,13 @@ def test_for_random_histories_batches_and_redeliveries_the_projection_is_the_fol
     replays: list[tuple[int, int]],
 ) -> None:
     app = seeded(store, events, rng_seed)
-    runner = Runner(store, engine, [StockLevels(), Lots()], batch_size=batch)
+    runner = Runner(store, engine, [StockLevels(), Lots(), Movements()], batch_size=batch)
     runner.run_once()
     recorded = [decode(e) for e in store.iter_events(app.tenant_id)]
     for start, length in replays:  # any slice delivered again changes nothing
         with engine.begin() as conn:
-            for projection in (StockLevels(), Lots()):
+            for projection in (StockLevels(), Lots(), Movements()):
                 projection.apply(conn, app.tenant_id, recorded[start : start + length])
     assert projected(engine, app.tenant_id) == folded(app)
     assert projected_lots(engine, app.tenant_id) == folded_lots(app)
+    assert moved(engine, app.tenant_id) == on_hand_by_place(app)
