@@ -12,6 +12,7 @@ from eventstore.store import LedgerStore
 from ledger.settings import Settings
 from projections.lots import Lots
 from projections.movements import Movements
+from projections.orders import Orders
 from projections.runner import Projection, Runner
 from projections.schema import ProjectionFailure
 from projections.stock_levels import StockLevels
@@ -19,7 +20,7 @@ from projections.stock_levels import StockLevels
 
 def projections() -> list[Projection]:
     """Every read model the runner keeps up to date."""
-    return [StockLevels(), Lots(), Movements()]
+    return [StockLevels(), Lots(), Movements(), Orders()]
 
 
 def read_engine(settings: Settings) -> Engine:

@@ -177,3 +177,39 @@ class MovementRow(Base):
     recorded_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
     actor: Mapped[str | None] = mapped_column(String(200), nullable=True)
     request_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+
+
+class OrderRow(Base):
+    """A purchase or sales order: its partner, warehouse, ids, status and last change."""
+
+    __tablename__ = "rm_orders"
+
+    tenant_id: Mapped[TenantId]
+    order_id: Mapped[UUID] = mapped_column(Uuid, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)  # purchase | sales
+    partner: Mapped[str] = mapped_column(String(200), nullable=False)  # supplier | customer
+    warehouse: Mapped[str] = mapped_column(String(64), nullable=False)
+    external_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    reference: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    expected_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+    status: Mapped[str] = mapped_column(String(32), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    last_position: Mapped[Position]
+
+
+class OrderLineRow(Base):
+    """An order line and where its quantity stands."""
+
+    __tablename__ = "rm_order_lines"
+
+    tenant_id: Mapped[TenantId]
+    order_id: Mapped[UUID] = mapped_column(Uuid, primary_key=True)
+    line: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sku: Mapped[str] = mapped_column(String(64), nullable=False)
+    ordered: Mapped[Quantity]
+    unit_cost: Mapped[Decimal | None] = mapped_column(ExactDecimal, nullable=True)
+    received: Mapped[Quantity]  # purchase
+    allocated: Mapped[Quantity]  # sales: reserved, not shipped
+    shipped: Mapped[Quantity]
+    returned: Mapped[Quantity]
+    cancelled: Mapped[Quantity]  # short-closed (purchase) or cancelled (sales)

@@ -14,6 +14,8 @@ from sqlalchemy import Connection, Engine, create_engine, pool
 
 from domain.ids import tenant_id_for
 from domain.metadata import EventMetadata
+from domain.purchasing import PurchaseOrder
+from domain.sales import SalesOrder
 from domain.sales_orders import LedgerApplication
 from eventstore.store import LedgerStore
 from ledger import demo
@@ -21,6 +23,7 @@ from ledger.settings import Settings
 from projections.events import LedgerEvent, decode
 from projections.lots import Lots, lots
 from projections.movements import Movements, movements
+from projections.orders import Orders, incoming, orders
 from projections.runner import Runner
 from projections.stock_levels import StockLevels, stock_levels
 
@@ -116,6 +119,39 @@ def on_hand_by_place(app: LedgerApplication) -> dict[LotKey, Decimal]:
     return {key: state[0] for key, state in folded_lots(app).items() if state[0]}
 
 
+def check_orders(engine: Engine, app: LedgerApplication) -> None:
+    """Every order's row and lines as its aggregate has them; incoming is what is still open."""
+    created = [
+        e.originator_id
+        for e in app.recorder.select_notifications(start=1, limit=1_000_000)
+        if e.topic.endswith("Order.Created")
+    ]
+    with engine.connect() as conn:
+        found = [
+            *orders(conn, app.tenant_id, kind="purchase", limit=10_000),
+            *orders(conn, app.tenant_id, kind="sales", limit=10_000),
+        ]
+        still_open = incoming(conn, app.tenant_id)
+    assert sorted(o.order_id for o in found) == sorted(created)
+    expected_incoming: dict[tuple[str, str], Decimal] = {}
+    for row in found:
+        order: object = app.repository.get(row.order_id)
+        assert isinstance(order, PurchaseOrder | SalesOrder)
+        assert row.status == order.status
+        if isinstance(order, PurchaseOrder):
+            assert [(x.ordered, x.received) for x in row.lines] == [
+                (x.ordered, x.received) for x in order.lines
+            ]
+            for line in order.lines if order.open_quantity else []:
+                key = (line.sku, order.warehouse)
+                expected_incoming[key] = expected_incoming.get(key, Decimal(0)) + line.open
+        else:
+            assert [
+                (x.ordered, x.allocated, x.shipped, x.returned, x.cancelled) for x in row.lines
+            ] == [(x.ordered, x.allocated, x.shipped, x.returned, x.cancelled) for x in order.lines]
+    assert still_open == {k: v for k, v in expected_incoming.items() if v}
+
+
 def projected(engine: Engine, tenant_id: UUID) -> Levels:
     with engine.connect() as conn:
         rows = stock_levels(conn, tenant_id, limit=1000)
@@ -126,12 +162,12 @@ def test_stock_levels_lots_and_movements_equal_the_fold_of_the_events(
     store: LedgerStore, engine: Engine
 ) -> None:
     app = seeded(store, 300)
-    runner = Runner(store, engine, [StockLevels(), Lots(), Movements()], batch_size=97)
+    runner = Runner(store, engine, [StockLevels(), Lots(), Movements(), Orders()], batch_size=97)
     assert runner.run_once() >= store.head(app.tenant_id).position
     assert projected(engine, app.tenant_id) == folded(app)
     assert projected_lots(engine, app.tenant_id) == folded_lots(app)
     assert moved(engine, app.tenant_id) == on_hand_by_place(app)
-    assert moved(engine, app.tenant_id) == on_hand_by_place(app)
+    check_orders(engine, app)
     progress = next(p for p in runner.progress() if p.tenant_id == app.tenant_id)
     assert (progress.lag, progress.failed_at) == (0, None)
 
@@ -140,7 +176,7 @@ def test_running_again_or_delivering_a_batch_twice_changes_nothing(
     store: LedgerStore, engine: Engine
 ) -> None:
     app = seeded(store, 150)
-    runner = Runner(store, engine, [StockLevels(), Lots(), Movements()])
+    runner = Runner(store, engine, [StockLevels(), Lots(), Movements(), Orders()])
     runner.run_once()
     before = (
         projected(engine, app.tenant_id),
@@ -150,7 +186,7 @@ def test_running_again_or_delivering_a_batch_twice_changes_nothing(
     assert runner.run_once() == 0
     events = [decode(e) for e in store.iter_events(app.tenant_id)]
     with engine.begin() as conn:  # the whole history delivered again, out of any tracking
-        for projection in (StockLevels(), Lots(), Movements()):
+        for projection in (StockLevels(), Lots(), Movements(), Orders()):
             projection.apply(conn, app.tenant_id, events)
             projection.apply(conn, app.tenant_id, events[len(events) // 2 :])
     after = (
@@ -159,6 +195,7 @@ def test_running_again_or_delivering_a_batch_twice_changes_nothing(
         moved(engine, app.tenant_id),
     )
     assert after == before
+    check_orders(engine, app)
 
 
 class Failing(StockLevels):
@@ -213,13 +250,14 @@ def test_for_random_histories_batches_and_redeliveries_the_projection_is_the_fol
     replays: list[tuple[int, int]],
 ) -> None:
     app = seeded(store, events, rng_seed)
-    runner = Runner(store, engine, [StockLevels(), Lots(), Movements()], batch_size=batch)
+    runner = Runner(store, engine, [StockLevels(), Lots(), Movements(), Orders()], batch_size=batch)
     runner.run_once()
     recorded = [decode(e) for e in store.iter_events(app.tenant_id)]
     for start, length in replays:  # any slice delivered again changes nothing
         with engine.begin() as conn:
-            for projection in (StockLevels(), Lots(), Movements()):
+            for projection in (StockLevels(), Lots(), Movements(), Orders()):
                 projection.apply(conn, app.tenant_id, recorded[start : start + length])
     assert projected(engine, app.tenant_id) == folded(app)
     assert projected_lots(engine, app.tenant_id) == folded_lots(app)
     assert moved(engine, app.tenant_id) == on_hand_by_place(app)
+    check_orders(engine, app)
