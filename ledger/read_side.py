@@ -10,6 +10,7 @@ from sqlalchemy import Engine, create_engine, select
 
 from eventstore.store import LedgerStore
 from ledger.settings import Settings
+from projections.audit_log import AuditLog
 from projections.lots import Lots
 from projections.movements import Movements
 from projections.orders import Orders
@@ -20,7 +21,7 @@ from projections.stock_levels import StockLevels
 
 def projections() -> list[Projection]:
     """Every read model the runner keeps up to date."""
-    return [StockLevels(), Lots(), Movements(), Orders()]
+    return [StockLevels(), Lots(), Movements(), Orders(), AuditLog()]
 
 
 def read_engine(settings: Settings) -> Engine:

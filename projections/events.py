@@ -26,6 +26,7 @@ class LedgerEvent:
     effective_at: datetime
     header: dict[str, Any]
     data: dict[str, Any]
+    hash: bytes = b""
 
 
 def _plain(value: Any) -> Any:
@@ -69,4 +70,5 @@ def decode(event: RecordedEvent) -> LedgerEvent:
         effective_at=_instant(effective) if effective else recorded_at,
         header=header,
         data=_plain(orjson.loads(event.state)),
+        hash=event.hash,
     )

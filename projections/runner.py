@@ -37,7 +37,10 @@ class Projection(Protocol):
     """A read model fed by events: it applies a batch of one tenant's events in a transaction."""
 
     name: str
-    kinds: frozenset[str]
+
+    @property
+    def kinds(self) -> frozenset[str] | None:
+        """The event kinds it applies; None: every event."""
 
     def apply(self, conn: Connection, tenant_id: UUID, events: Sequence[LedgerEvent]) -> None: ...
 
@@ -116,7 +119,8 @@ class Runner:
             recorded = self.store.read(tenant_id, after=tracked, limit=limit or self.batch_size)
             if not recorded:
                 return None
-            wanted = [decode(e) for e in recorded if _kind(e.topic) in projection.kinds]
+            kinds = projection.kinds
+            wanted = [decode(e) for e in recorded if kinds is None or _kind(e.topic) in kinds]
             projection.apply(conn, tenant_id, wanted)
             self._track(conn, projection, tenant_id, tracked, recorded[-1].position)
             return len(recorded)

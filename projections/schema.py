@@ -213,3 +213,21 @@ class OrderLineRow(Base):
     shipped: Mapped[Quantity]
     returned: Mapped[Quantity]
     cancelled: Mapped[Quantity]  # short-closed (purchase) or cancelled (sales)
+
+
+class AuditRow(Base):
+    """Every event of a tenant with its metadata and chained hash, in position order."""
+
+    __tablename__ = "rm_audit_log"
+
+    tenant_id: Mapped[TenantId]
+    position: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    stream_id: Mapped[UUID] = mapped_column(Uuid, nullable=False)
+    version: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    type: Mapped[str] = mapped_column(String(100), nullable=False)
+    recorded_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    effective_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    actor: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    request_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    hash: Mapped[str] = mapped_column(String(64), nullable=False)

@@ -20,6 +20,7 @@ from domain.sales_orders import LedgerApplication
 from eventstore.store import LedgerStore
 from ledger import demo
 from ledger.settings import Settings
+from projections.audit_log import AuditLog, audit_log
 from projections.events import LedgerEvent, decode
 from projections.lots import Lots, lots
 from projections.movements import Movements, movements
@@ -152,6 +153,17 @@ def check_orders(engine: Engine, app: LedgerApplication) -> None:
     assert still_open == {k: v for k, v in expected_incoming.items() if v}
 
 
+def check_audit_log(engine: Engine, store: LedgerStore, tenant_id: UUID) -> None:
+    """One entry per event, in position order, with the stored hash and metadata."""
+    with engine.connect() as conn:
+        logged = audit_log(conn, tenant_id, limit=1_000_000)
+    recorded = list(store.iter_events(tenant_id))
+    assert [(a.position, a.stream_id, a.hash) for a in logged] == [
+        (e.position, e.stream_id, e.hash.hex()) for e in recorded
+    ]
+    assert [a.idempotency_key for a in logged] == [e.header["idempotency_key"] for e in recorded]
+
+
 def projected(engine: Engine, tenant_id: UUID) -> Levels:
     with engine.connect() as conn:
         rows = stock_levels(conn, tenant_id, limit=1000)
@@ -162,12 +174,15 @@ def test_stock_levels_lots_and_movements_equal_the_fold_of_the_events(
     store: LedgerStore, engine: Engine
 ) -> None:
     app = seeded(store, 300)
-    runner = Runner(store, engine, [StockLevels(), Lots(), Movements(), Orders()], batch_size=97)
+    runner = Runner(
+        store, engine, [StockLevels(), Lots(), Movements(), Orders(), AuditLog()], batch_size=97
+    )
     assert runner.run_once() >= store.head(app.tenant_id).position
     assert projected(engine, app.tenant_id) == folded(app)
     assert projected_lots(engine, app.tenant_id) == folded_lots(app)
     assert moved(engine, app.tenant_id) == on_hand_by_place(app)
     check_orders(engine, app)
+    check_audit_log(engine, store, app.tenant_id)
     progress = next(p for p in runner.progress() if p.tenant_id == app.tenant_id)
     assert (progress.lag, progress.failed_at) == (0, None)
 
@@ -176,7 +191,7 @@ def test_running_again_or_delivering_a_batch_twice_changes_nothing(
     store: LedgerStore, engine: Engine
 ) -> None:
     app = seeded(store, 150)
-    runner = Runner(store, engine, [StockLevels(), Lots(), Movements(), Orders()])
+    runner = Runner(store, engine, [StockLevels(), Lots(), Movements(), Orders(), AuditLog()])
     runner.run_once()
     before = (
         projected(engine, app.tenant_id),
@@ -186,7 +201,7 @@ def test_running_again_or_delivering_a_batch_twice_changes_nothing(
     assert runner.run_once() == 0
     events = [decode(e) for e in store.iter_events(app.tenant_id)]
     with engine.begin() as conn:  # the whole history delivered again, out of any tracking
-        for projection in (StockLevels(), Lots(), Movements(), Orders()):
+        for projection in (StockLevels(), Lots(), Movements(), Orders(), AuditLog()):
             projection.apply(conn, app.tenant_id, events)
             projection.apply(conn, app.tenant_id, events[len(events) // 2 :])
     after = (
@@ -196,6 +211,7 @@ def test_running_again_or_delivering_a_batch_twice_changes_nothing(
     )
     assert after == before
     check_orders(engine, app)
+    check_audit_log(engine, store, app.tenant_id)
 
 
 class Failing(StockLevels):
@@ -250,14 +266,17 @@ def test_for_random_histories_batches_and_redeliveries_the_projection_is_the_fol
     replays: list[tuple[int, int]],
 ) -> None:
     app = seeded(store, events, rng_seed)
-    runner = Runner(store, engine, [StockLevels(), Lots(), Movements(), Orders()], batch_size=batch)
+    runner = Runner(
+        store, engine, [StockLevels(), Lots(), Movements(), Orders(), AuditLog()], batch_size=batch
+    )
     runner.run_once()
     recorded = [decode(e) for e in store.iter_events(app.tenant_id)]
     for start, length in replays:  # any slice delivered again changes nothing
         with engine.begin() as conn:
-            for projection in (StockLevels(), Lots(), Movements(), Orders()):
+            for projection in (StockLevels(), Lots(), Movements(), Orders(), AuditLog()):
                 projection.apply(conn, app.tenant_id, recorded[start : start + length])
     assert projected(engine, app.tenant_id) == folded(app)
     assert projected_lots(engine, app.tenant_id) == folded_lots(app)
     assert moved(engine, app.tenant_id) == on_hand_by_place(app)
     check_orders(engine, app)
+    check_audit_log(engine, store, app.tenant_id)
