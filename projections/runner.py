@@ -84,6 +84,11 @@ class Runner:
                 applied += self.catch_up(projection, head.tenant_id, head.position)
         return applied
 
+    def run_tenant(self, tenant_id: UUID) -> int:
+        """Applies one tenant's pending events to every projection; returns how many."""
+        head = self.store.head(tenant_id).position
+        return sum(self.catch_up(p, tenant_id, head) for p in self.projections)
+
     def catch_up(self, projection: Projection, tenant_id: UUID, head: int | None = None) -> int:
         """Applies a tenant's events up to its head (or until a failure); returns the count.
 

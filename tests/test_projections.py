@@ -177,7 +177,7 @@ def test_stock_levels_lots_and_movements_equal_the_fold_of_the_events(
     runner = Runner(
         store, engine, [StockLevels(), Lots(), Movements(), Orders(), AuditLog()], batch_size=97
     )
-    assert runner.run_once() >= store.head(app.tenant_id).position
+    assert runner.run_tenant(app.tenant_id) >= store.head(app.tenant_id).position
     assert projected(engine, app.tenant_id) == folded(app)
     assert projected_lots(engine, app.tenant_id) == folded_lots(app)
     assert moved(engine, app.tenant_id) == on_hand_by_place(app)
@@ -269,7 +269,7 @@ def test_for_random_histories_batches_and_redeliveries_the_projection_is_the_fol
     runner = Runner(
         store, engine, [StockLevels(), Lots(), Movements(), Orders(), AuditLog()], batch_size=batch
     )
-    runner.run_once()
+    runner.run_tenant(app.tenant_id)
     recorded = [decode(e) for e in store.iter_events(app.tenant_id)]
     for start, length in replays:  # any slice delivered again changes nothing
         with engine.begin() as conn:
