@@ -7,22 +7,15 @@ Create Date: 2026-11-28
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import sqlalchemy as sa
 from alembic import op
+
+from migrations.columns import exact_decimal
 
 revision = "0003"
 down_revision: str | None = "0002"
 branch_labels: str | None = None
 depends_on: str | None = None
-
-
-def _decimal() -> sa.String | sa.Numeric[Decimal]:
-    """Exact decimals: NUMERIC on PostgreSQL, text on SQLite (whose NUMERIC rounds via float)."""
-    if op.get_bind().dialect.name == "sqlite":
-        return sa.String(64)
-    return sa.Numeric(38, 12)
 
 
 def upgrade() -> None:
@@ -49,9 +42,9 @@ def upgrade() -> None:
         sa.Column("sku", sa.String(64), nullable=False),
         sa.Column("warehouse", sa.String(64), nullable=False),
         sa.Column("stream_id", sa.Uuid, nullable=False),
-        sa.Column("on_hand", _decimal(), nullable=False),
-        sa.Column("reserved", _decimal(), nullable=False),
-        sa.Column("value", _decimal(), nullable=False),
+        sa.Column("on_hand", exact_decimal(), nullable=False),
+        sa.Column("reserved", exact_decimal(), nullable=False),
+        sa.Column("value", exact_decimal(), nullable=False),
         sa.Column("last_position", sa.BigInteger, nullable=False),
         sa.PrimaryKeyConstraint("tenant_id", "sku", "warehouse"),
         sa.UniqueConstraint("tenant_id", "stream_id", name="rm_stock_levels_stream_key"),

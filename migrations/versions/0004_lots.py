@@ -7,29 +7,15 @@ Create Date: 2026-11-28
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import sqlalchemy as sa
 from alembic import op
+
+from migrations.columns import exact_decimal, instant
 
 revision = "0004"
 down_revision: str | None = "0003"
 branch_labels: str | None = None
 depends_on: str | None = None
-
-
-def _sqlite() -> bool:
-    return op.get_bind().dialect.name == "sqlite"
-
-
-def _decimal() -> sa.String | sa.Numeric[Decimal]:
-    """Exact decimals: NUMERIC on PostgreSQL, text on SQLite (whose NUMERIC rounds via float)."""
-    return sa.String(64) if _sqlite() else sa.Numeric(38, 12)
-
-
-def _instant() -> sa.String | sa.DateTime:
-    """Aware timestamps: timestamptz on PostgreSQL, ISO 8601 text on SQLite."""
-    return sa.String(40) if _sqlite() else sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
@@ -50,11 +36,11 @@ def upgrade() -> None:
         sa.Column("lot", sa.String(64), nullable=False),
         sa.Column("bin", sa.String(64), nullable=False),
         sa.Column("stream_id", sa.Uuid, nullable=False),
-        sa.Column("on_hand", _decimal(), nullable=False),
-        sa.Column("reserved", _decimal(), nullable=False),
-        sa.Column("value", _decimal(), nullable=False),
+        sa.Column("on_hand", exact_decimal(), nullable=False),
+        sa.Column("reserved", exact_decimal(), nullable=False),
+        sa.Column("value", exact_decimal(), nullable=False),
         sa.Column("expires_on", sa.Date, nullable=True),
-        sa.Column("received_at", _instant(), nullable=False),
+        sa.Column("received_at", instant(), nullable=False),
         sa.Column("layers", sa.Text, nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("last_position", sa.BigInteger, nullable=False),

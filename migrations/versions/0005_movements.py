@@ -7,29 +7,15 @@ Create Date: 2026-11-28
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import sqlalchemy as sa
 from alembic import op
+
+from migrations.columns import exact_decimal, instant
 
 revision = "0005"
 down_revision: str | None = "0004"
 branch_labels: str | None = None
 depends_on: str | None = None
-
-
-def _sqlite() -> bool:
-    return op.get_bind().dialect.name == "sqlite"
-
-
-def _decimal() -> sa.String | sa.Numeric[Decimal]:
-    """Exact decimals: NUMERIC on PostgreSQL, text on SQLite (whose NUMERIC rounds via float)."""
-    return sa.String(64) if _sqlite() else sa.Numeric(38, 12)
-
-
-def _instant() -> sa.String | sa.DateTime:
-    """Aware timestamps: timestamptz on PostgreSQL, ISO 8601 text on SQLite."""
-    return sa.String(40) if _sqlite() else sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
@@ -50,12 +36,12 @@ def upgrade() -> None:
         sa.Column("warehouse", sa.String(64), nullable=False),
         sa.Column("lot", sa.String(64), nullable=False),
         sa.Column("bin", sa.String(64), nullable=False),
-        sa.Column("quantity", _decimal(), nullable=False),
-        sa.Column("unit_cost", _decimal(), nullable=False),
+        sa.Column("quantity", exact_decimal(), nullable=False),
+        sa.Column("unit_cost", exact_decimal(), nullable=False),
         sa.Column("reason", sa.String(32), nullable=False),
         sa.Column("reference", sa.String(200), nullable=True),
-        sa.Column("effective_at", _instant(), nullable=False),
-        sa.Column("recorded_at", _instant(), nullable=False),
+        sa.Column("effective_at", instant(), nullable=False),
+        sa.Column("recorded_at", instant(), nullable=False),
         sa.Column("actor", sa.String(200), nullable=True),
         sa.Column("request_id", sa.String(200), nullable=True),
         sa.PrimaryKeyConstraint("tenant_id", "position", "seq"),

@@ -7,29 +7,15 @@ Create Date: 2026-11-28
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import sqlalchemy as sa
 from alembic import op
+
+from migrations.columns import exact_decimal, instant
 
 revision = "0006"
 down_revision: str | None = "0005"
 branch_labels: str | None = None
 depends_on: str | None = None
-
-
-def _sqlite() -> bool:
-    return op.get_bind().dialect.name == "sqlite"
-
-
-def _decimal() -> sa.String | sa.Numeric[Decimal]:
-    """Exact decimals: NUMERIC on PostgreSQL, text on SQLite (whose NUMERIC rounds via float)."""
-    return sa.String(64) if _sqlite() else sa.Numeric(38, 12)
-
-
-def _instant() -> sa.String | sa.DateTime:
-    """Aware timestamps: timestamptz on PostgreSQL, ISO 8601 text on SQLite."""
-    return sa.String(40) if _sqlite() else sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
@@ -44,7 +30,7 @@ def upgrade() -> None:
         sa.Column("reference", sa.String(200), nullable=True),
         sa.Column("expected_on", sa.Date, nullable=True),
         sa.Column("status", sa.String(32), nullable=False),
-        sa.Column("created_at", _instant(), nullable=False),
+        sa.Column("created_at", instant(), nullable=False),
         sa.Column("last_position", sa.BigInteger, nullable=False),
         sa.PrimaryKeyConstraint("tenant_id", "order_id"),
     )
@@ -56,10 +42,10 @@ def upgrade() -> None:
         sa.Column("order_id", sa.Uuid, nullable=False),
         sa.Column("line", sa.Integer, nullable=False),
         sa.Column("sku", sa.String(64), nullable=False),
-        sa.Column("ordered", _decimal(), nullable=False),
-        sa.Column("unit_cost", _decimal(), nullable=True),
+        sa.Column("ordered", exact_decimal(), nullable=False),
+        sa.Column("unit_cost", exact_decimal(), nullable=True),
         *[
-            sa.Column(name, _decimal(), nullable=False)
+            sa.Column(name, exact_decimal(), nullable=False)
             for name in ("received", "allocated", "shipped", "returned", "cancelled")
         ],
         sa.PrimaryKeyConstraint("tenant_id", "order_id", "line"),

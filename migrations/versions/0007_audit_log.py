@@ -10,15 +10,12 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from migrations.columns import instant
+
 revision = "0007"
 down_revision: str | None = "0006"
 branch_labels: str | None = None
 depends_on: str | None = None
-
-
-def _instant() -> sa.String | sa.DateTime:
-    """Aware timestamps: timestamptz on PostgreSQL, ISO 8601 text on SQLite."""
-    return sa.String(40) if op.get_bind().dialect.name == "sqlite" else sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
@@ -29,8 +26,8 @@ def upgrade() -> None:
         sa.Column("stream_id", sa.Uuid, nullable=False),
         sa.Column("version", sa.BigInteger, nullable=False),
         sa.Column("type", sa.String(100), nullable=False),
-        sa.Column("recorded_at", _instant(), nullable=False),
-        sa.Column("effective_at", _instant(), nullable=False),
+        sa.Column("recorded_at", instant(), nullable=False),
+        sa.Column("effective_at", instant(), nullable=False),
         sa.Column("actor", sa.String(200), nullable=True),
         sa.Column("request_id", sa.String(200), nullable=True),
         sa.Column("idempotency_key", sa.String(300), nullable=True),
