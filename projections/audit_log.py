@@ -36,6 +36,7 @@ class AuditLog:
     """Appends every event once (a position already logged is skipped)."""
 
     name = "audit_log"
+    tables = ("rm_audit_log",)
     kinds = None
 
     def apply(self, conn: Connection, tenant_id: UUID, events: Sequence[LedgerEvent]) -> None:

@@ -155,6 +155,7 @@ class Lots:
     """Folds stock item events into one row per lot and bin (rows leave when empty)."""
 
     name = "lots"
+    tables = ("rm_lot_streams", "rm_lots")
     kinds = frozenset(
         {
             "StockItem.Opened",

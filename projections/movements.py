@@ -57,6 +57,7 @@ class Movements:
     """Appends the movements of stock item events; a position already recorded is skipped."""
 
     name = "movements"
+    tables = ("rm_movement_streams", "rm_movements")
     kinds = frozenset(
         {"StockItem.Opened", "StockItem.Received", "StockItem.Removed", "StockItem.Moved"}
     )

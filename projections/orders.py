@@ -38,6 +38,7 @@ class Orders:
     """Folds purchase and sales order events into order and line rows."""
 
     name = "orders"
+    tables = ("rm_orders", "rm_order_lines")
     kinds = frozenset(
         {
             "PurchaseOrder.Created",

@@ -39,6 +39,10 @@ class Projection(Protocol):
     name: str
 
     @property
+    def tables(self) -> tuple[str, ...]:
+        """The read-model tables it alone writes (a rebuild builds new versions of them)."""
+
+    @property
     def kinds(self) -> frozenset[str] | None:
         """The event kinds it applies; None: every event."""
 

@@ -61,6 +61,7 @@ class StockLevels:
     """Folds stock item events into one row per (SKU, warehouse)."""
 
     name = "stock_levels"
+    tables = ("rm_stock_levels",)
     kinds = frozenset(
         {
             "StockItem.Opened",
