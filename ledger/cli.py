@@ -19,6 +19,7 @@ from eventstore.store import LedgerStore
 from ledger import audit, demo, migrate
 from ledger.cli_support import T, cli_meta, fail, load_settings, opened_ledger
 from ledger.projections_cli import projections_app
+from ledger.rebuild_cli import projections_rebuild
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 db_app = typer.Typer(no_args_is_help=True, help="Database schema (Alembic migrations).")
@@ -32,6 +33,7 @@ app.add_typer(tenant_app, name="tenant")
 app.add_typer(audit_app, name="audit")
 app.add_typer(demo_app, name="demo")
 app.add_typer(projections_app, name="projections")
+_COMMANDS = (projections_rebuild,)  # registered on projections_app
 
 
 @db_app.command("upgrade")

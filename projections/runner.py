@@ -124,14 +124,14 @@ class Runner:
                 return None  # another runner is on it
             if self._failed(conn, projection, tenant_id):
                 return None
-            tracked = self._position(conn, projection, tenant_id)
+            tracked = self.position_on(conn, projection.name, tenant_id)
             recorded = self.store.read(tenant_id, after=tracked, limit=limit or self.batch_size)
             if not recorded:
                 return None
             kinds = projection.kinds
-            wanted = [decode(e) for e in recorded if kinds is None or _kind(e.topic) in kinds]
+            wanted = [decode(e) for e in recorded if kinds is None or kind_of(e.topic) in kinds]
             projection.apply(conn, tenant_id, wanted)
-            self._track(conn, projection, tenant_id, tracked, recorded[-1].position)
+            self.track_on(conn, projection.name, tenant_id, tracked, recorded[-1].position)
             return len(recorded)
 
     def progress(self) -> list[Progress]:
@@ -170,48 +170,58 @@ class Runner:
 
     def _tracked(self, projection: Projection, tenant_id: UUID) -> int:
         with self.engine.connect() as conn:
-            return self._position(conn, projection, tenant_id)
+            return self.position_on(conn, projection.name, tenant_id)
 
     @staticmethod
-    def _position(conn: Connection, projection: Projection, tenant_id: UUID) -> int:
+    def position_on(conn: Connection, projection: str, tenant_id: UUID) -> int:
+        """The position a projection has applied for a tenant (0: none yet)."""
         found = conn.scalar(
             select(TRACKING.c.position).where(
-                TRACKING.c.tenant_id == tenant_id, TRACKING.c.projection == projection.name
+                TRACKING.c.tenant_id == tenant_id, TRACKING.c.projection == projection
             )
         )
         return int(found or 0)
 
     @staticmethod
-    def _track(
-        conn: Connection, projection: Projection, tenant_id: UUID, before: int, position: int
+    def track_on(
+        conn: Connection, projection: str, tenant_id: UUID, before: int, position: int
     ) -> None:
+        """Moves the tracking from `before` to `position`, or raises TrackingMoved."""
         now = datetime.now(UTC)
         if before == 0:
-            row = {"tenant_id": tenant_id, "projection": projection.name}
+            row = {"tenant_id": tenant_id, "projection": projection}
             try:
                 with conn.begin_nested():
                     conn.execute(insert(TRACKING).values(**row, position=position, updated_at=now))
             except IntegrityError:
                 raise TrackingMoved(
-                    f"{projection.name}: {tenant_id} was tracked first by another runner"
+                    f"{projection}: {tenant_id} was tracked first by another runner"
                 ) from None
             return
         moved = conn.execute(
             update(TRACKING)
             .where(
                 TRACKING.c.tenant_id == tenant_id,
-                TRACKING.c.projection == projection.name,
+                TRACKING.c.projection == projection,
                 TRACKING.c.position == before,
             )
             .values(position=position, updated_at=now)
         )
         if moved.rowcount != 1:  # another runner moved it first: this batch must not count
-            raise TrackingMoved(f"{projection.name}: tracking of {tenant_id} moved concurrently")
+            raise TrackingMoved(f"{projection}: tracking of {tenant_id} moved concurrently")
 
     @staticmethod
     def _lock(conn: Connection, projection: Projection, tenant_id: UUID) -> bool:
+        """PostgreSQL: this projection is not being switched by a rebuild, and no other
+        runner is on this tenant. SQLite writers are serialised by the database itself."""
         if conn.dialect.name != "postgresql":
-            return True  # SQLite writers are serialised by the database itself
+            return True
+        shared = conn.scalar(
+            text("SELECT pg_try_advisory_xact_lock_shared(:k)"),
+            {"k": projection_lock_key(projection.name)},
+        )
+        if not shared:
+            return False
         key = zlib.crc32(f"{projection.name}\x1f{tenant_id}".encode()) - 2**31
         return bool(conn.scalar(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": key}))
 
@@ -230,16 +240,28 @@ class Runner:
             "projection %s failed for tenant %s at %s", projection.name, tenant_id, position
         )
         with self.engine.begin() as conn:
-            conn.execute(
-                insert(FAILURES).values(
-                    tenant_id=tenant_id,
-                    projection=projection.name,
-                    position=position,
-                    error=f"{type(error).__name__}: {error}"[:2000],
-                    failed_at=datetime.now(UTC),
-                )
+            self.record_failure_on(conn, projection.name, tenant_id, position, error)
+
+    @staticmethod
+    def record_failure_on(
+        conn: Connection, projection: str, tenant_id: UUID, position: int, error: Exception
+    ) -> None:
+        conn.execute(
+            insert(FAILURES).values(
+                tenant_id=tenant_id,
+                projection=projection,
+                position=position,
+                error=f"{type(error).__name__}: {error}"[:2000],
+                failed_at=datetime.now(UTC),
             )
+        )
 
 
-def _kind(topic: str) -> str:
+def kind_of(topic: str) -> str:
+    """An event kind (e.g. "StockItem.Received") from its topic."""
     return topic.rpartition(":")[2]
+
+
+def projection_lock_key(projection: str) -> int:
+    """The PostgreSQL advisory lock a rebuild's switch holds exclusively and runners share."""
+    return zlib.crc32(f"projection\x1f{projection}".encode()) - 2**31
