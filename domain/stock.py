@@ -114,6 +114,19 @@ class StockItem(StockPicking, Aggregate):
             assert isinstance(aggregate, StockItem)
             aggregate.drop_holds(self.released)
 
+    class Counted(Aggregate.Event):
+        """A lot in a bin was counted: what was found, what the ledger held, the difference
+        (recorded for every count, so a count that matched is on record too)."""
+
+        lot: str
+        bin: str
+        counted: Decimal
+        ledger: Decimal
+        effective_at: datetime
+
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, StockItem)
+
     class LotStatusSet(Aggregate.Event):
         """A lot here was released, put on hold or quarantined."""
 
@@ -449,6 +462,14 @@ class StockItem(StockPicking, Aggregate):
                 f" {expected}"
             )
         difference = counted - ledger
+        self.trigger_event(
+            self.Counted,
+            lot=lot,
+            bin=bin_code,
+            counted=counted,
+            ledger=ledger,
+            effective_at=conditions.effective_at,
+        )
         if difference > ZERO:
             cost = self.last_cost(lot)
             if cost is None:

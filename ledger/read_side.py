@@ -11,6 +11,8 @@ from sqlalchemy import Engine, create_engine, select
 from eventstore.store import LedgerStore
 from ledger.settings import Settings
 from projections.audit_log import AuditLog
+from projections.catalog import Catalog
+from projections.kpis import KpiFacts
 from projections.lots import Lots
 from projections.movements import Movements
 from projections.orders import Orders
@@ -21,7 +23,7 @@ from projections.stock_levels import StockLevels
 
 def projections() -> list[Projection]:
     """Every read model the runner keeps up to date."""
-    return [StockLevels(), Lots(), Movements(), Orders(), AuditLog()]
+    return [StockLevels(), Lots(), Movements(), Orders(), AuditLog(), Catalog(), KpiFacts()]
 
 
 def read_engine(settings: Settings) -> Engine:

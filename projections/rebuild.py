@@ -14,38 +14,26 @@ nothing changed and the new version stays for the next attempt.
 
 from __future__ import annotations
 
-import re
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
 from uuid import UUID
 
-from sqlalchemy import (
-    Connection,
-    Engine,
-    TableClause,
-    column,
-    create_engine,
-    delete,
-    event,
-    insert,
-    inspect,
-    select,
-    table,
-    text,
-)
-from sqlalchemy.engine import make_url
-from sqlalchemy.types import Uuid
+from sqlalchemy import Connection, Engine, delete, insert, inspect, select, text
 
 from eventstore.store import LedgerStore
 from projections.events import decode
 from projections.runner import Projection, Runner, kind_of, projection_lock_key
-
-SHADOW = "ledger_rebuild"
-TRACKING_TABLES = ("projection_tracking", "projection_failures")
+from projections.shadow import (
+    SHADOW,
+    TRACKING_TABLES,
+    create_like,
+    live_schema,
+    shadow_engine,
+    table_in,
+)
 
 
 class RebuildFailed(Exception):
@@ -92,7 +80,7 @@ class Rebuild:
         self.projections = list(projections)
         self.batch_size = batch_size
         self.sqlite = engine.dialect.name == "sqlite"
-        self.engine = _shadow_engine(engine)
+        self.engine = shadow_engine(engine)
         self.failed: str | None = None
 
     def close(self) -> None:
@@ -165,7 +153,7 @@ class Rebuild:
         with self.engine.begin() as conn:
             if not self.sqlite:
                 conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {SHADOW}"))
-            live, schema = inspect(conn), self._live_schema(conn)
+            live, schema = inspect(conn), live_schema(conn)
             stale = False
             for table in [*TRACKING_TABLES, *self.tables()]:
                 wanted = [c["name"] for c in live.get_columns(table, schema=schema)]
@@ -177,22 +165,9 @@ class Rebuild:
                     conn.execute(text(f"DROP TABLE {SHADOW}.{table}"))
                     found = []
                 if not found:
-                    self._create_like(conn, table)
+                    create_like(conn, table)
             if stale:
                 self._forget(conn, [p.name for p in self.projections])
-
-    def _create_like(self, conn: Connection, table: str) -> None:
-        if not self.sqlite:
-            conn.execute(text(f"CREATE TABLE {SHADOW}.{table} (LIKE {table} INCLUDING ALL)"))
-            return
-        rows = conn.execute(
-            text(
-                "SELECT type, sql FROM main.sqlite_master WHERE tbl_name = :t AND sql IS NOT NULL"
-            ),
-            {"t": table},
-        ).all()
-        for kind, sql in sorted(rows, key=lambda row: row[0] != "table"):
-            conn.execute(text(_in_shadow(kind, sql)))
 
     def drop(self) -> None:
         """Drops the new version's tables of these projections (an abandoned rebuild)."""
@@ -204,11 +179,11 @@ class Rebuild:
 
     def _forget(self, conn: Connection, names: list[str]) -> None:
         for name in TRACKING_TABLES:
-            tracked = _table(name, SHADOW, ["tenant_id", "projection"])
+            tracked = table_in(name, SHADOW, ["tenant_id", "projection"])
             conn.execute(delete(tracked).where(tracked.c.projection.in_(names)))
 
     def _shadow_positions(self) -> dict[tuple[str, UUID], int]:
-        tracked = _table("projection_tracking", SHADOW, ["tenant_id", "projection", "position"])
+        tracked = table_in("projection_tracking", SHADOW, ["tenant_id", "projection", "position"])
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(tracked.c.projection, tracked.c.tenant_id, tracked.c.position)
@@ -286,7 +261,7 @@ class Rebuild:
         return last - low
 
     def _failures(self, conn: Connection, tenant_id: UUID) -> dict[str, tuple[int, str]]:
-        failed = _table(
+        failed = table_in(
             "projection_failures", SHADOW, ["tenant_id", "projection", "position", "error"]
         )
         rows = conn.execute(
@@ -320,7 +295,7 @@ class Rebuild:
             for tracking in TRACKING_TABLES:
                 self._replace(conn, tracking, keys, all_tenants=all_tenants, projections=names)
             for name in self.tables():
-                conn.execute(delete(_table(name, SHADOW, [])))
+                conn.execute(delete(table_in(name, SHADOW, [])))
             self._forget(conn, names)
 
     def _replace(
@@ -334,10 +309,10 @@ class Rebuild:
     ) -> None:
         if not all_tenants and not tenants:
             return
-        schema = self._live_schema(conn)
+        schema = live_schema(conn)
         columns = [c["name"] for c in inspect(conn).get_columns(name, schema=schema)]
-        live = _table(name, schema, columns)
-        new = _table(name, SHADOW, columns)
+        live = table_in(name, schema, columns)
+        new = table_in(name, SHADOW, columns)
         rows = select(*[new.c[c] for c in columns])
         cleared = delete(live)
         if not all_tenants:
@@ -348,51 +323,3 @@ class Rebuild:
             cleared = cleared.where(live.c.projection.in_(projections))
         conn.execute(cleared)
         conn.execute(insert(live).from_select(columns, rows))
-
-    def _live_schema(self, conn: Connection) -> str:
-        if self.sqlite:
-            return "main"
-        return str(conn.scalar(text("SELECT current_schema()")))
-
-
-def _table(name: str, schema: str, columns: list[str]) -> TableClause:
-    """A table by name in a schema, with typed tenant ids (how SQLAlchemy stores a UUID)."""
-    typed = [column(c, Uuid()) if c == "tenant_id" else column(c) for c in columns]
-    if "tenant_id" not in columns:
-        typed.append(column("tenant_id", Uuid()))
-    return table(name, *typed, schema=schema)
-
-
-_CREATE = re.compile(r"^CREATE\s+(UNIQUE\s+)?(TABLE|INDEX)\s+", re.IGNORECASE)
-
-
-def _in_shadow(kind: str, sql: str) -> str:
-    """A live table's or index's SQLite DDL, made to create it in the attached shadow."""
-    match = _CREATE.match(sql)
-    if match is None:
-        raise ValueError(f"unexpected {kind} definition: {sql[:60]}")
-    return f"{match.group(0)}IF NOT EXISTS {SHADOW}.{sql[match.end() :].lstrip()}"
-
-
-def _shadow_engine(live: Engine) -> Engine:
-    """An engine whose read-model tables are the new version's."""
-    if live.dialect.name != "sqlite":
-        return live.execution_options(schema_translate_map={None: SHADOW})
-    database = make_url(str(live.url.render_as_string(hide_password=False))).database
-    if not database:
-        raise ValueError("rebuilding needs a SQLite database file")
-    shadow = f"{database}.rebuild"
-    engine = create_engine(live.url)
-    event.listen(engine, "connect", _attach(shadow))
-    event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
-    return engine.execution_options(schema_translate_map={None: SHADOW})
-
-
-def _attach(path: str) -> Callable[[Any, Any], None]:
-    def attach(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None  # transactions begin where SQLAlchemy says
-        cursor = dbapi_connection.cursor()
-        cursor.execute(f"ATTACH DATABASE '{path}' AS {SHADOW}")
-        cursor.close()
-
-    return attach

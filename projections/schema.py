@@ -9,6 +9,7 @@ from uuid import UUID
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Date,
     DateTime,
     Dialect,
@@ -106,10 +107,11 @@ class StockLevelRow(Base):
     tenant_id: Mapped[TenantId]
     sku: Mapped[Code]
     warehouse: Mapped[Code]
-    stream_id: Mapped[UUID] = mapped_column(Uuid, nullable=False)
+    stream_id: Mapped[UUID | None] = mapped_column(Uuid, nullable=True)  # None: incoming only
     on_hand: Mapped[Quantity]
     reserved: Mapped[Quantity]
     value: Mapped[Quantity]
+    incoming: Mapped[Quantity]
     last_position: Mapped[Position]
 
 
@@ -231,3 +233,130 @@ class AuditRow(Base):
     request_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(300), nullable=True)
     hash: Mapped[str] = mapped_column(String(64), nullable=False)
+
+
+class StockLevelOrderLineRow(Base):
+    """A purchase order line as the stock levels projection follows it, for incoming stock."""
+
+    __tablename__ = "rm_stock_level_orders"
+
+    tenant_id: Mapped[TenantId]
+    order_id: Mapped[UUID] = mapped_column(Uuid, primary_key=True)
+    line: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sku: Mapped[str] = mapped_column(String(64), nullable=False)
+    warehouse: Mapped[str] = mapped_column(String(64), nullable=False)
+    ordered: Mapped[Quantity]
+    received: Mapped[Quantity]
+    status: Mapped[str] = mapped_column(String(32), nullable=False)
+    last_position: Mapped[Position]
+
+
+class ProductRow(Base):
+    """A product of the catalog with the rules its stock follows."""
+
+    __tablename__ = "rm_products"
+
+    tenant_id: Mapped[TenantId]
+    sku: Mapped[Code]
+    stream_id: Mapped[UUID] = mapped_column(Uuid, nullable=False)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    uom: Mapped[str] = mapped_column(String(64), nullable=False)
+    decimals: Mapped[int] = mapped_column(Integer, nullable=False)
+    lot_tracked: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    expiry_tracked: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    removal_policy: Mapped[str] = mapped_column(String(16), nullable=False)
+    shelf_life_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    expiry_alert_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    reorder_point: Mapped[Decimal | None] = mapped_column(ExactDecimal, nullable=True)
+    reorder_quantity: Mapped[Decimal | None] = mapped_column(ExactDecimal, nullable=True)
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    barcodes: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON list
+    attributes: Mapped[str] = mapped_column(Text, nullable=False)  # JSON object
+    last_position: Mapped[Position]
+
+
+class WarehouseRow(Base):
+    """A warehouse and the time zone its business date follows."""
+
+    __tablename__ = "rm_warehouses"
+
+    tenant_id: Mapped[TenantId]
+    code: Mapped[Code]
+    stream_id: Mapped[UUID] = mapped_column(Uuid, nullable=False)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    timezone: Mapped[str] = mapped_column(String(64), nullable=False)
+    last_position: Mapped[Position]
+
+
+class BinRow(Base):
+    """A bin of a warehouse; stock in a non-pickable bin is never available."""
+
+    __tablename__ = "rm_bins"
+
+    tenant_id: Mapped[TenantId]
+    warehouse: Mapped[Code]
+    code: Mapped[Code]
+    zone: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    pickable: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    last_position: Mapped[Position]
+
+
+class KpiTenantRow(Base):
+    """The time zone the KPI facts of a tenant take their business days in."""
+
+    __tablename__ = "rm_kpi_tenants"
+
+    tenant_id: Mapped[TenantId]
+    timezone: Mapped[str] = mapped_column(String(64), nullable=False)
+    last_position: Mapped[Position]
+
+
+class KpiStockItemRow(Base):
+    """A stock item as the KPI facts need it: its warehouse, on hand and reserved."""
+
+    __tablename__ = "rm_kpi_stock_items"
+
+    tenant_id: Mapped[TenantId]
+    stream_id: Mapped[UUID] = mapped_column(Uuid, primary_key=True)
+    warehouse: Mapped[str] = mapped_column(String(64), nullable=False)
+    on_hand: Mapped[Quantity]
+    reserved: Mapped[Quantity]
+    last_position: Mapped[Position]
+
+
+class KpiOrderRow(Base):
+    """An order as the KPI facts need it: warehouse, business day created, sales line quantities."""
+
+    __tablename__ = "rm_kpi_orders"
+
+    tenant_id: Mapped[TenantId]
+    order_id: Mapped[UUID] = mapped_column(Uuid, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)  # purchase | sales
+    warehouse: Mapped[str] = mapped_column(String(64), nullable=False)
+    day: Mapped[date] = mapped_column(Date, nullable=False)
+    lines: Mapped[str] = mapped_column(Text, nullable=False)  # JSON: {line: [ordered, shipped]}
+    last_position: Mapped[Position]
+
+
+class KpiDayRow(Base):
+    """What happened in a warehouse on a business day (in the tenant's time zone): KPI facts."""
+
+    __tablename__ = "rm_kpi_days"
+
+    tenant_id: Mapped[TenantId]
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    warehouse: Mapped[Code]
+    value_change: Mapped[Quantity]
+    sold_cost: Mapped[Quantity]
+    returned_cost: Mapped[Quantity]
+    expired_quantity: Mapped[Quantity]
+    expired_value: Mapped[Quantity]
+    stockouts: Mapped[int] = mapped_column(Integer, nullable=False)
+    counts: Mapped[int] = mapped_column(Integer, nullable=False)
+    accurate_counts: Mapped[int] = mapped_column(Integer, nullable=False)
+    ordered_units: Mapped[Quantity]
+    shipped_units: Mapped[Quantity]
+    order_lines: Mapped[int] = mapped_column(Integer, nullable=False)
+    filled_lines: Mapped[int] = mapped_column(Integer, nullable=False)
+    received_units: Mapped[Quantity]
+    on_time_units: Mapped[Quantity]

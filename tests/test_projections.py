@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from decimal import Decimal
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -17,10 +19,12 @@ from domain.metadata import EventMetadata
 from domain.purchasing import PurchaseOrder
 from domain.sales import SalesOrder
 from domain.sales_orders import LedgerApplication
+from domain.stock_state import Conditions
 from eventstore.store import LedgerStore
 from ledger import demo
 from ledger.settings import Settings
 from projections.audit_log import AuditLog, audit_log
+from projections.catalog import Catalog
 from projections.events import LedgerEvent, decode
 from projections.lots import Lots, lots
 from projections.movements import Movements, movements
@@ -58,7 +62,7 @@ def folded(app: LedgerApplication) -> Levels:
             if stock is not None:
                 value = sum(layer.quantity * layer.unit_cost for layer in stock.layers.values())
                 levels[(item.sku, code)] = (stock.on_hand(), stock.reserved(), Decimal(value))
-    return levels
+    return {key: level for key, level in levels.items() if any(level)}
 
 
 LotKey = tuple[str, str, str, str]
@@ -153,6 +157,39 @@ def check_orders(engine: Engine, app: LedgerApplication) -> None:
     assert still_open == {k: v for k, v in expected_incoming.items() if v}
 
 
+def check_incoming_and_available(engine: Engine, app: LedgerApplication) -> None:
+    """Incoming is what the purchase orders still bring; available is what each stock item
+    lets a removal policy reserve now; a row of neither stock nor incoming has nothing."""
+    now = datetime.now(UTC)
+    with engine.connect() as conn:
+        rows = stock_levels(conn, app.tenant_id, limit=10_000, now=now)
+        ids = [o.order_id for o in orders(conn, app.tenant_id, kind="purchase", limit=10_000)]
+    found = {(r.sku, r.warehouse): (r.incoming, r.available) for r in rows}
+    purchases: list[PurchaseOrder] = []
+    incoming: dict[tuple[str, str], Decimal] = {}
+    for order_id in ids:
+        order: object = app.repository.get(order_id)
+        assert isinstance(order, PurchaseOrder)
+        purchases.append(order)
+        for line in order.lines if order.open_quantity else []:
+            key = (line.sku, order.warehouse)
+            incoming[key] = incoming.get(key, Decimal(0)) + line.open
+    expected = {key: (quantity, Decimal(0)) for key, quantity in incoming.items()}
+    for item in demo.CATALOG:
+        for code, *_ in demo.WAREHOUSES:
+            stock = app.stock_item(item.sku, code)
+            if stock is not None:
+                site = app.warehouse(code)
+                today = now.astimezone(ZoneInfo(site.timezone)).date()
+                rules = app.product(item.sku).rules
+                conditions = Conditions(rules, site.bins, today, now, timezone=site.timezone)
+                key = (item.sku, code)
+                expected[key] = (incoming.get(key, Decimal(0)), stock.available(conditions))
+    ordered = {(x.sku, o.warehouse) for o in purchases for x in o.lines}
+    assert {k: v for k, v in found.items() if k in expected} == expected
+    assert all(found[k] == (0, 0) and k in ordered for k in found.keys() - expected.keys())
+
+
 def check_audit_log(engine: Engine, store: LedgerStore, tenant_id: UUID) -> None:
     """One entry per event, in position order, with the stored hash and metadata."""
     with engine.connect() as conn:
@@ -165,9 +202,11 @@ def check_audit_log(engine: Engine, store: LedgerStore, tenant_id: UUID) -> None
 
 
 def projected(engine: Engine, tenant_id: UUID) -> Levels:
+    """Stock levels with stock (rows of incoming stock alone and emptied ones left out)."""
     with engine.connect() as conn:
         rows = stock_levels(conn, tenant_id, limit=1000)
-    return {(r.sku, r.warehouse): (r.on_hand, r.reserved, r.value) for r in rows}
+    found = {(r.sku, r.warehouse): (r.on_hand, r.reserved, r.value) for r in rows}
+    return {key: level for key, level in found.items() if any(level)}
 
 
 def test_stock_levels_lots_and_movements_equal_the_fold_of_the_events(
@@ -175,13 +214,17 @@ def test_stock_levels_lots_and_movements_equal_the_fold_of_the_events(
 ) -> None:
     app = seeded(store, 300)
     runner = Runner(
-        store, engine, [StockLevels(), Lots(), Movements(), Orders(), AuditLog()], batch_size=97
+        store,
+        engine,
+        [StockLevels(), Lots(), Movements(), Orders(), AuditLog(), Catalog()],
+        batch_size=97,
     )
     assert runner.run_tenant(app.tenant_id) >= store.head(app.tenant_id).position
     assert projected(engine, app.tenant_id) == folded(app)
     assert projected_lots(engine, app.tenant_id) == folded_lots(app)
     assert moved(engine, app.tenant_id) == on_hand_by_place(app)
     check_orders(engine, app)
+    check_incoming_and_available(engine, app)
     check_audit_log(engine, store, app.tenant_id)
     progress = next(p for p in runner.progress() if p.tenant_id == app.tenant_id)
     assert (progress.lag, progress.failed_at) == (0, None)
@@ -191,7 +234,9 @@ def test_running_again_or_delivering_a_batch_twice_changes_nothing(
     store: LedgerStore, engine: Engine
 ) -> None:
     app = seeded(store, 150)
-    runner = Runner(store, engine, [StockLevels(), Lots(), Movements(), Orders(), AuditLog()])
+    runner = Runner(
+        store, engine, [StockLevels(), Lots(), Movements(), Orders(), AuditLog(), Catalog()]
+    )
     runner.run_once()
     before = (
         projected(engine, app.tenant_id),
@@ -201,7 +246,7 @@ def test_running_again_or_delivering_a_batch_twice_changes_nothing(
     assert runner.run_once() == 0
     events = [decode(e) for e in store.iter_events(app.tenant_id)]
     with engine.begin() as conn:  # the whole history delivered again, out of any tracking
-        for projection in (StockLevels(), Lots(), Movements(), Orders(), AuditLog()):
+        for projection in (StockLevels(), Lots(), Movements(), Orders(), AuditLog(), Catalog()):
             projection.apply(conn, app.tenant_id, events)
             projection.apply(conn, app.tenant_id, events[len(events) // 2 :])
     after = (
@@ -211,6 +256,7 @@ def test_running_again_or_delivering_a_batch_twice_changes_nothing(
     )
     assert after == before
     check_orders(engine, app)
+    check_incoming_and_available(engine, app)
     check_audit_log(engine, store, app.tenant_id)
 
 
@@ -267,16 +313,20 @@ def test_for_random_histories_batches_and_redeliveries_the_projection_is_the_fol
 ) -> None:
     app = seeded(store, events, rng_seed)
     runner = Runner(
-        store, engine, [StockLevels(), Lots(), Movements(), Orders(), AuditLog()], batch_size=batch
+        store,
+        engine,
+        [StockLevels(), Lots(), Movements(), Orders(), AuditLog(), Catalog()],
+        batch_size=batch,
     )
     runner.run_tenant(app.tenant_id)
     recorded = [decode(e) for e in store.iter_events(app.tenant_id)]
     for start, length in replays:  # any slice delivered again changes nothing
         with engine.begin() as conn:
-            for projection in (StockLevels(), Lots(), Movements(), Orders(), AuditLog()):
+            for projection in (StockLevels(), Lots(), Movements(), Orders(), AuditLog(), Catalog()):
                 projection.apply(conn, app.tenant_id, recorded[start : start + length])
     assert projected(engine, app.tenant_id) == folded(app)
     assert projected_lots(engine, app.tenant_id) == folded_lots(app)
     assert moved(engine, app.tenant_id) == on_hand_by_place(app)
     check_orders(engine, app)
+    check_incoming_and_available(engine, app)
     check_audit_log(engine, store, app.tenant_id)
