@@ -62,7 +62,12 @@ def parse_checkpoint(text: str) -> Checkpoint:
 
 
 def parse_until(text: str) -> datetime:
-    """The last moment an exported event may have been recorded at; ValueError if unclear.
+    """The last moment an exported event may have been recorded at; ValueError if unclear."""
+    return parse_time(text, "--until")
+
+
+def parse_time(text: str, option: str) -> datetime:
+    """The moment a time option names, in UTC; ValueError (naming the option) if unclear.
 
     A time must carry its UTC offset (`2024-05-01T12:00:00+02:00`, `...Z`); a date alone
     (`2024-05-01`) means the whole of that day in UTC, to its last microsecond.
@@ -72,16 +77,16 @@ def parse_until(text: str) -> datetime:
         try:
             day = date.fromisoformat(text)
         except ValueError as error:
-            raise ValueError(f"--until {text!r}: {error}") from None
+            raise ValueError(f"{option} {text!r}: {error}") from None
         return datetime.combine(day, time.max, tzinfo=UTC)
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise ValueError(
-            f"--until {text!r} is not an ISO 8601 date or time (e.g. 2024-05-01T12:00:00Z)"
+            f"{option} {text!r} is not an ISO 8601 date or time (e.g. 2024-05-01T12:00:00Z)"
         ) from None
     if moment.utcoffset() is None:
-        raise ValueError(f"--until {text!r} needs a UTC offset (Z or +02:00), or give a date")
+        raise ValueError(f"{option} {text!r} needs a UTC offset (Z or +02:00), or give a date")
     return moment.astimezone(UTC)
 
 

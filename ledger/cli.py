@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import sys
 import time
-from collections.abc import Callable
-from pathlib import Path
 from typing import Annotated
 from uuid import UUID
 
@@ -14,19 +11,16 @@ import typer
 from domain.errors import AlreadyExists, NotFound
 from domain.ids import tenant_id_for
 from domain.tenant import Tenant
-from eventstore.records import TenantHead
 from eventstore.store import LedgerStore
-from ledger import audit, demo, migrate
-from ledger.cli_support import T, cli_meta, fail, load_settings, opened_ledger
+from ledger import demo, migrate
+from ledger.audit_cli import audit_app, verify_chain
+from ledger.cli_support import cli_meta, fail, load_settings, opened_ledger
 from ledger.projections_cli import projections_app
 from ledger.rebuild_cli import projections_rebuild
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 db_app = typer.Typer(no_args_is_help=True, help="Database schema (Alembic migrations).")
 tenant_app = typer.Typer(no_args_is_help=True, help="Tenants: the unit of isolation.")
-audit_app = typer.Typer(
-    no_args_is_help=True, help="Audit: hash-chain verification, checkpoints, export."
-)
 demo_app = typer.Typer(no_args_is_help=True, help="Demo data to try the ledger with.")
 app.add_typer(db_app, name="db")
 app.add_typer(tenant_app, name="tenant")
@@ -110,106 +104,6 @@ def tenant_list() -> None:
             typer.echo("  ".join([*padded, row[4]]))
 
 
-@audit_app.command("verify")
-def audit_verify(
-    tenant: Annotated[str, typer.Option(help="The tenant's slug.")],
-    checkpoint: Annotated[
-        str | None,
-        typer.Option(
-            metavar="POSITION:HEX",
-            help="From `ledger audit checkpoint`: also fail unless the history leads to it.",
-        ),
-    ] = None,
-) -> None:
-    """Recomputes the tenant's hash chain; exits 1 at the first position that does not match."""
-    expected = None if checkpoint is None else parsed(audit.parse_checkpoint, checkpoint)
-    with opened_ledger() as ledger:
-        tenant_id = known_tenant(ledger.store, tenant).tenant_id
-        typer.echo(f"tenant: {tenant} ({tenant_id})")
-        verify_chain(ledger.store, tenant_id)
-        if expected is not None:
-            problem = audit.checkpoint_problem(ledger.store, tenant_id, expected)
-            if problem is not None:
-                fail(problem)
-            typer.echo(f"ok: the history still leads to checkpoint {expected}")
-
-
-@audit_app.command("checkpoint")
-def audit_checkpoint(tenant: Annotated[str, typer.Option(help="The tenant's slug.")]) -> None:
-    """Verifies the chain to the head and prints the head as a checkpoint to keep elsewhere."""
-    with opened_ledger() as ledger:
-        tenant_id = known_tenant(ledger.store, tenant).tenant_id
-        result = audit.verify_to_head(ledger.store, tenant_id)
-        if not result.ok:
-            fail(f"first bad position: {result.first_bad_position} ({result.reason})")
-        point = audit.Checkpoint(result.checked_to_position, result.head_hash)
-        typer.echo(f"tenant: {tenant} ({tenant_id})")
-        typer.echo(f"head position: {point.position}\nhead hash: {point.hash.hex()}")
-        typer.echo(f"checkpoint: {point}")
-        typer.echo(f"keep it outside the database; check with --checkpoint {point} later")
-
-
-UntilOption = Annotated[
-    str | None,
-    typer.Option(
-        metavar="TIME",
-        help="Stop at the first event recorded after TIME: ISO 8601 with a UTC offset"
-        " (2024-05-01T18:00:00+02:00), or a date for the end of that day in UTC.",
-    ),
-]
-OutputOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--output",
-        "-o",
-        metavar="FILE",
-        help="Write to FILE (atomically: complete or not at all), not stdout.",
-    ),
-]
-
-
-@audit_app.command("export")
-def audit_export(
-    tenant: Annotated[str, typer.Option(help="The tenant's slug.")],
-    until: UntilOption = None,
-    output: OutputOption = None,
-) -> None:
-    """Writes the tenant's events as NDJSON with metadata, payloads and hashes (see README)."""
-    moment = None if until is None else parsed(audit.parse_until, until)
-    if output is not None and output.is_dir():
-        fail(f"--output {str(output)!r} is a directory")
-    with opened_ledger() as ledger:
-        head = known_tenant(ledger.store, tenant)
-        progress, target = audit.ExportProgress(total=head.position), str(output or "stdout")
-        stdout = typer.get_binary_stream("stdout")
-        try:
-            with (
-                audit.output_to(output, stdout) as out,
-                audit.progress_display(progress.total, sys.stderr) as show,
-            ):
-                audit.export_events(
-                    ledger.store, head.tenant_id, out, progress, until=moment, on_page=show
-                )
-        except OSError as error:
-            fail(f"cannot write {target}: {error.strerror or error}")
-        typer.echo("\n".join(audit.summary(progress, moment, target)), err=True)
-
-
-def known_tenant(store: LedgerStore, slug: str) -> TenantHead:
-    """The head of a tenant that has recorded its creation; else a one-line error."""
-    head = store.head(tenant_id_for(slug))
-    if head.position == 0:
-        fail(f"tenant {slug!r} not found")
-    return head
-
-
-def parsed(parse: Callable[[str], T], text: str) -> T:
-    try:
-        return parse(text)
-    except ValueError as error:
-        fail(str(error))
-
-
 # Typer keeps the line breaks of a help text's later paragraphs, so each is one line here.
 SEED_HELP = (
     "Fills a new or empty tenant with a wholesaler's stock: 6 FEFO food and 6 FIFO hardware SKUs,"
@@ -260,15 +154,6 @@ def print_summary(summary: demo.SeedSummary, seconds: float) -> None:
 def holds_records(store: LedgerStore, tenant_id: UUID) -> bool:
     """Whether the tenant has recorded anything besides its own creation and settings."""
     return any(not e.topic.startswith("domain.tenant:") for e in store.iter_events(tenant_id))
-
-
-def verify_chain(store: LedgerStore, tenant_id: UUID) -> None:
-    result = store.verify(tenant_id)
-    typer.echo(f"checked to position: {result.checked_to_position}")
-    typer.echo(f"head hash: {result.head_hash.hex()}")
-    if not result.ok:
-        fail(f"first bad position: {result.first_bad_position} ({result.reason})")
-    typer.echo("ok: the hash chain matches every stored payload")
 
 
 def _counts(counts: dict[str, int]) -> str:
