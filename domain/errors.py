@@ -125,3 +125,29 @@ class OverReceipt(DomainError):
         super().__init__(message)
         self.ordered = ordered
         self.receivable = receivable
+
+
+class ProjectionLagging(DomainError):
+    """A read model has not reached the position a reader asked for in time; a retry may."""
+
+    code = "projection-lagging"
+    retryable = True
+
+    def __init__(self, message: str, wanted: int, reached: int, lagging: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.wanted = wanted
+        self.reached = reached
+        self.lagging = lagging
+
+
+class ProjectionFailed(ProjectionLagging):
+    """A read model stopped at an event it could not apply: it stays behind until an operator
+    clears the failure, so waiting for it is pointless."""
+
+    def __init__(
+        self, message: str, wanted: int, reached: int, projection: str, failed_at: int, error: str
+    ) -> None:
+        super().__init__(message, wanted, reached, (projection,))
+        self.projection = projection
+        self.failed_at = failed_at
+        self.error = error

@@ -54,7 +54,12 @@ from eventstore.store import DEFAULT_PAGE_SIZE, LedgerStore
 
 MARK = "%s"
 
-# One event: the head row yields the new position and hash; the insert reuses them.
+# Every save notifies this channel with "<tenant id>:<new head position>". The notification is
+# part of the saving statement's transaction: listeners hear of a save only once it committed.
+CHANNEL = "ledger_events"
+
+# One event: the head row yields the new position and hash; the insert reuses them. The
+# notification is joined in so that it is sent exactly when a head row moved.
 INSERT_ONE = f"""
 WITH head AS (
     UPDATE {HEADS}
@@ -62,11 +67,13 @@ WITH head AS (
            hash = sha256(hash || %(payload)s::bytea)
      WHERE tenant_id = %(tenant_id)s::uuid
  RETURNING position, hash
+), notified AS MATERIALIZED (
+    SELECT pg_notify('{CHANNEL}', %(tenant_id)s::text || ':' || head.position) FROM head
 )
 INSERT INTO {EVENTS} (tenant_id, originator_id, originator_version, position, topic, payload, hash)
 SELECT %(tenant_id)s::uuid, %(originator_id)s::uuid, %(originator_version)s::bigint,
        head.position, %(topic)s::text, %(payload)s::bytea, head.hash
-  FROM head
+  FROM head CROSS JOIN notified
 RETURNING position
 """  # noqa: S608
 
@@ -83,11 +90,15 @@ WITH head AS (
 ), chain AS MATERIALIZED (
     SELECT head.base, ledger_hash_chain(head.prev_hash, %(payloads)s::bytea[]) AS hashes
       FROM head
+), notified AS MATERIALIZED (
+    SELECT pg_notify('{CHANNEL}', %(tenant_id)s::text || ':' || (head.base + %(n)s::bigint))
+      FROM head
 )
 INSERT INTO {EVENTS} (tenant_id, originator_id, originator_version, position, topic, payload, hash)
 SELECT %(tenant_id)s::uuid, e.originator_id, e.originator_version, chain.base + e.ord,
        e.topic, e.payload, chain.hashes[e.ord]
   FROM chain
+ CROSS JOIN notified
  CROSS JOIN LATERAL unnest(%(ids)s::uuid[], %(versions)s::bigint[], %(topics)s::text[],
                            %(payloads)s::bytea[])
        WITH ORDINALITY AS e(originator_id, originator_version, topic, payload, ord)
@@ -129,7 +140,7 @@ class TenantPostgresRecorder(PostgresApplicationRecorder):
         PostgresRecorder.__init__(self, datastore)
         self.tenant_id = tenant_id
         self.events_table_name = EVENTS
-        self.channel_name = EVENTS
+        self.channel_name = CHANNEL
 
     @retry(RETRYABLE, max_attempts=10, wait=0.2)
     def insert_events(

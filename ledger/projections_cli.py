@@ -15,6 +15,7 @@ from domain.tenant import Tenant
 from ledger import read_side
 from ledger.cli_support import load_settings, opened_ledger
 from ledger.wiring import Ledger
+from projections.runner import Runner
 
 projections_app = typer.Typer(no_args_is_help=True, help="Read models: status and the runner.")
 
@@ -47,9 +48,18 @@ def projections_status() -> None:
 @projections_app.command("run")
 def projections_run(
     follow: Annotated[
-        bool, typer.Option("--follow", help="Keep applying new events until interrupted.")
+        bool, typer.Option("--follow", help="Keep applying new events until SIGTERM or Ctrl-C.")
     ] = False,
-    interval: Annotated[float, typer.Option(min=0.05, help="Seconds between polls.")] = 0.5,
+    interval: Annotated[
+        float,
+        typer.Option(min=0.05, help="Seconds between polls on SQLite (backing off while idle)."),
+    ] = 0.5,
+    safety_net: Annotated[
+        float,
+        typer.Option(
+            min=0.5, help="Seconds between full passes while listening for events (PostgreSQL)."
+        ),
+    ] = 30.0,
     batch: Annotated[int, typer.Option(min=1, max=100_000, help="Events per transaction.")] = 2000,
 ) -> None:
     """Catches every projection up with every tenant (and, with --follow, keeps doing so)."""
@@ -60,10 +70,7 @@ def projections_run(
         started = time.perf_counter()
         try:
             if follow:
-                stop = threading.Event()
-                for signum in (signal.SIGINT, signal.SIGTERM):
-                    signal.signal(signum, lambda *_: stop.set())
-                applied = read_side.follow(runner, stop, interval=interval)
+                applied = _follow(runner, interval=interval, safety_net=safety_net)
             else:
                 applied = runner.run_once()
         finally:
@@ -79,6 +86,19 @@ def projections_run(
             )
         if failed:
             raise typer.Exit(1)
+
+
+def _follow(runner: Runner, *, interval: float, safety_net: float) -> int:
+    """Follows until SIGTERM or SIGINT, which end the current batch and return cleanly."""
+    stop = threading.Event()
+    handled = (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.signal(signum, lambda *_: stop.set()) for signum in handled}
+    try:
+        typer.echo("following new events; SIGTERM or Ctrl-C stops", err=True)
+        return read_side.follow(runner, stop, interval=interval, safety_net=safety_net)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _slug(ledger: Ledger, tenant_id: UUID) -> str:

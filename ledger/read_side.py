@@ -1,14 +1,16 @@
-"""The read side's wiring: the read-model engine, the projections, and a runner loop."""
+"""The read side's wiring: the read-model engine, the projections, the follow loop, and the
+background thread that runs it inside a process (unless ``LEDGER_PROJECTIONS=off``)."""
 
 from __future__ import annotations
 
+import logging
 import threading
-import time
 from uuid import UUID
 
 from sqlalchemy import Engine, create_engine, select
 
 from eventstore.store import LedgerStore
+from ledger import following
 from ledger.settings import Settings
 from projections.audit_log import AuditLog
 from projections.catalog import Catalog
@@ -19,6 +21,9 @@ from projections.orders import Orders
 from projections.runner import Projection, Runner
 from projections.schema import ProjectionFailure
 from projections.stock_levels import StockLevels
+from projections.waiting import wait_for_position
+
+log = logging.getLogger(__name__)
 
 
 def projections() -> list[Projection]:
@@ -36,19 +41,113 @@ def runner(store: LedgerStore, engine: Engine, *, batch_size: int = 2000) -> Run
 
 
 def follow(
-    runner: Runner, stop: threading.Event, *, interval: float = 0.5, idle_max: float = 5.0
+    runner: Runner,
+    stop: threading.Event,
+    *,
+    interval: float = 0.5,
+    idle_max: float = 5.0,
+    safety_net: float = 30.0,
+    retry_max: float = 30.0,
 ) -> int:
-    """Applies new events until `stop` is set: at once while there is work, then polling at
-    `interval`, backing off to `idle_max` while nothing arrives. Returns the events applied."""
-    applied, wait = 0, interval
-    while not stop.is_set():
-        started = time.monotonic()
-        done = runner.run_once()
-        applied += done
-        wait = interval if done else min(wait * 2, idle_max)
-        if not done:
-            stop.wait(max(0.0, wait - (time.monotonic() - started)))
-    return applied
+    """Applies new events until `stop` is set; returns the events applied.
+
+    On PostgreSQL it wakes for the tenants the store notifies, with a full pass every
+    `safety_net` seconds; on SQLite it polls at `interval`, backing off to `idle_max` while
+    nothing arrives. A failed pass is logged and tried again, pausing up to `retry_max`.
+    """
+    return following.follow(
+        runner,
+        stop,
+        interval=interval,
+        idle_max=idle_max,
+        safety_net=safety_net,
+        retry_max=retry_max,
+    )
+
+
+class ReadSide:
+    """The read models kept up to date by a background thread of this process (unless off)."""
+
+    def __init__(
+        self,
+        runner: Runner,
+        *,
+        enabled: bool = True,
+        wait_timeout: float = 5.0,
+        interval: float = 0.5,
+        idle_max: float = 5.0,
+        safety_net: float = 30.0,
+        retry_max: float = 30.0,
+    ) -> None:
+        self.runner = runner
+        self.enabled = enabled
+        self.wait_timeout = wait_timeout
+        self.pacing = {
+            "interval": interval,
+            "idle_max": idle_max,
+            "safety_net": safety_net,
+            "retry_max": retry_max,
+        }
+        self.applied = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, store: LedgerStore, engine: Engine) -> ReadSide:
+        return cls(
+            runner(store, engine),
+            enabled=settings.projections_enabled,
+            wait_timeout=settings.min_position_timeout,
+        )
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        """Starts following in the background; does nothing when off or already running."""
+        if not self.enabled:
+            log.info("projections are off in this process (LEDGER_PROJECTIONS=off)")
+            return
+        if self.running:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._follow, name="ledger-projections", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Stops following and waits for the thread; whether it ended within `timeout`."""
+        self._stop.set()
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.warning("the projection thread did not stop within %.1f s", timeout)
+            return False
+        self._thread = None
+        return True
+
+    def wait_for_position(
+        self, tenant_id: UUID, position: int, timeout: float | None = None
+    ) -> int:
+        """Waits until every read model has reached the tenant's position (read your writes)."""
+        return wait_for_position(
+            self.runner.engine,
+            tenant_id,
+            position,
+            projections=[p.name for p in self.runner.projections],
+            timeout=self.wait_timeout if timeout is None else timeout,
+        )
+
+    def __enter__(self) -> ReadSide:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _follow(self) -> None:
+        self.applied += follow(self.runner, self._stop, **self.pacing)
 
 
 def failures(engine: Engine) -> dict[tuple[str, UUID], tuple[int, str]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -23,6 +25,17 @@ class Settings(BaseSettings):
     )
     db_pool_size: int = Field(default=5, ge=1, description="Database connections kept open.")
     db_max_overflow: int = Field(default=10, ge=0, description="Extra connections under load.")
+    projections: Literal["on", "off"] = Field(
+        default="on",
+        description="on: this process keeps the read models up to date in the background;"
+        " off: another process does (`ledger projections run --follow`).",
+    )
+    min_position_timeout: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="Seconds a read waits for the read models to reach its min_position.",
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -30,6 +43,15 @@ class Settings(BaseSettings):
         if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
             raise ValueError("must start with sqlite:/// or postgresql://")
         return url
+
+    @field_validator("projections", mode="before")
+    @classmethod
+    def _on_or_off(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @property
+    def projections_enabled(self) -> bool:
+        return self.projections == "on"
 
     @property
     def is_sqlite(self) -> bool:

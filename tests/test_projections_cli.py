@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import uuid
+from collections.abc import Iterator
 
+import pytest
 from typer.testing import CliRunner
 
 from domain.ids import tenant_id_for
 from ledger import read_side
 from ledger.cli import app
+from tests.following import (
+    caught_up,
+    eventually,
+    follow_command,
+    on_hand,
+    open_engine,
+    open_store,
+    own_postgres,
+    receive,
+    stocked_tenant,
+    stop_process,
+)
 
 runner = CliRunner()
 
@@ -52,3 +68,42 @@ def test_a_bad_batch_size_is_a_usage_error(sqlite_url: str) -> None:
     code, _, err = invoke(sqlite_url, "projections", "run", "--batch", "0")
     assert code == 2
     assert "--batch" in err
+
+
+@pytest.fixture
+def own_pg(pg_server: str) -> Iterator[str]:
+    with own_postgres(pg_server) as url:
+        yield url
+
+
+@pytest.mark.parametrize(
+    ("database", "signum"),
+    [
+        ("sqlite_url", signal.SIGINT),
+        pytest.param("own_pg", signal.SIGTERM, marks=pytest.mark.postgres),
+    ],
+)
+def test_following_ends_cleanly_on_sigterm_or_ctrl_c(
+    request: pytest.FixtureRequest, database: str, signum: signal.Signals
+) -> None:
+    url = str(request.getfixturevalue(database))
+    with open_store(url) as store:
+        tenant = stocked_tenant(store, "sig")
+        receive(tenant, 2)
+        engine = open_engine(url)
+        command, env = follow_command(url, "--interval", "0.05")
+        process = subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        try:
+            eventually(lambda: caught_up(engine, store, tenant.tenant_id), "the first pass")
+            receive(tenant, 3)
+            eventually(lambda: on_hand(engine, tenant.tenant_id) == 5, "the follower")
+            process.send_signal(signum)
+            out, err = process.communicate(timeout=30)
+        finally:
+            stop_process(process)
+            engine.dispose()
+    assert process.returncode == 0, err
+    assert out.startswith("processed ")
+    assert "Traceback" not in err
