@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from typing import Protocol, cast
 from uuid import UUID
 
+import eventsourcing.persistence
+import sqlalchemy.exc
 from sqlalchemy import Connection, Engine, Table, delete, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
@@ -25,6 +27,13 @@ from projections.events import LedgerEvent, decode
 from projections.schema import ProjectionFailure, ProjectionTracking
 
 log = logging.getLogger(__name__)
+#: Errors of the database connection rather than of an event: never recorded as a failure.
+TRANSIENT: tuple[type[Exception], ...] = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    eventsourcing.persistence.OperationalError,
+    eventsourcing.persistence.InterfaceError,
+)
 TRACKING = cast("Table", ProjectionTracking.__table__)
 FAILURES = cast("Table", ProjectionFailure.__table__)
 
@@ -105,6 +114,8 @@ class Runner:
                 done = self.step(projection, tenant_id, limit)
             except TrackingMoved:
                 return total  # another runner is ahead on this tenant: nothing was written
+            except TRANSIENT:
+                raise  # the database, not the event: the caller retries, nothing is recorded
             except Exception as error:  # recorded and reported; the other tenants go on
                 if limit > 1:
                     limit = 1

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Connection, Engine, create_engine, pool
+from sqlalchemy.exc import OperationalError
 
 from domain.ids import tenant_id_for
 from domain.metadata import EventMetadata
@@ -289,6 +290,32 @@ def test_a_failing_event_stops_that_tenant_only_and_is_retried_when_cleared(
     runner.retry("stock_levels", broken.tenant_id)
     runner.run_once()
     assert projected(engine, broken.tenant_id) == folded(broken)
+
+
+class Disconnected(StockLevels):
+    """Stock levels whose database connection drops while applying a batch, until fixed."""
+
+    down = True
+
+    def apply(self, conn: Connection, tenant_id: UUID, events: Sequence[LedgerEvent]) -> None:
+        if self.down:
+            raise OperationalError("UPDATE rm_stock_levels", {}, ConnectionError("server closed"))
+        super().apply(conn, tenant_id, events)
+
+
+def test_a_dropped_connection_is_raised_for_a_retry_and_never_recorded_as_a_failure(
+    store: LedgerStore, engine: Engine
+) -> None:
+    app = seeded(store, 60)
+    projection = Disconnected()
+    runner = Runner(store, engine, [projection], batch_size=25)
+    with pytest.raises(OperationalError):
+        runner.run_tenant(app.tenant_id)
+    state = next(p for p in runner.progress() if p.tenant_id == app.tenant_id)
+    assert (state.position, state.failed_at) == (0, None)
+    projection.down = False  # the database is back: the next pass simply goes on
+    runner.run_tenant(app.tenant_id)
+    assert projected(engine, app.tenant_id) == folded(app)
 
 
 @settings(
