@@ -238,13 +238,13 @@ def test_running_again_or_delivering_a_batch_twice_changes_nothing(
     runner = Runner(
         store, engine, [StockLevels(), Lots(), Movements(), Orders(), AuditLog(), Catalog()]
     )
-    runner.run_once()
+    runner.run_tenant(app.tenant_id)
     before = (
         projected(engine, app.tenant_id),
         projected_lots(engine, app.tenant_id),
         moved(engine, app.tenant_id),
     )
-    assert runner.run_once() == 0
+    assert runner.run_tenant(app.tenant_id) == 0
     events = [decode(e) for e in store.iter_events(app.tenant_id)]
     with engine.begin() as conn:  # the whole history delivered again, out of any tracking
         for projection in (StockLevels(), Lots(), Movements(), Orders(), AuditLog(), Catalog()):
