@@ -35,6 +35,7 @@ bench: setup
 	$(BIN)/python -m bench.load
 	$(BIN)/python -m bench.commands
 	$(BIN)/python -m bench.export
+	$(BIN)/python -m bench.rebuild
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info ledger.db*

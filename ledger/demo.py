@@ -24,13 +24,16 @@ from domain.quantities import ZERO
 from domain.sales import SalesOrder
 from domain.sales_orders import LedgerApplication
 from domain.stock import StockItem
+from ledger.demo_bulk import bulk_application
 from ledger.demo_catalog import (
     CATALOG,
     CUSTOMERS,
     DAYS,
     DOCK,
+    OVERSTOCK_CASES,
     PICKABLE,
     QUARANTINE,
+    QUARANTINE_BACKLOG,
     SKUS,
     STALL_LIMIT,
     SUPPLIERS,
@@ -44,6 +47,8 @@ from ledger.demo_catalog import (
 __all__ = ["CATALOG", "SKUS", "TIMEZONE", "WAREHOUSES", "SeedSummary", "seed"]
 
 R = TypeVar("R", bound=StockResult | OrderResult)
+#: From this many events on, a seed runs in bulk (see `seed`).
+BULK_EVENTS = 5_000
 
 
 class SeedStalled(DomainError):
@@ -67,16 +72,34 @@ class SeedSummary:
 
 
 def seed(
-    app: LedgerApplication, *, events: int, rng_seed: int = 7, meta: EventMetadata
+    app: LedgerApplication,
+    *,
+    events: int,
+    rng_seed: int = 7,
+    meta: EventMetadata,
+    bulk: bool | None = None,
 ) -> SeedSummary:
     """Seeds the catalogue, the warehouses, one of each activity, then activity to `events`.
 
     The same `rng_seed` and `events` on an empty tenant give the same commands and events.
     Expiry dates are relative to the application clock's today; effective times spread over
     the last week. `meta` gives the actor; each command gets its own idempotency key.
+
+    `bulk` (by default: from BULK_EVENTS events on) runs the same commands against aggregates
+    held in memory and writes them thousands of events per transaction (`ledger.demo_bulk`);
+    the seeder must then be the tenant's only writer.
     """
     if events < 1:
         raise ValidationFailed("events", "must be at least 1")
+    if bulk is None:
+        bulk = events >= BULK_EVENTS
+    if not bulk:
+        return _seed(app, events, rng_seed, meta)
+    with bulk_application(app) as bulk_app:
+        return _seed(bulk_app, events, rng_seed, meta)
+
+
+def _seed(app: LedgerApplication, events: int, rng_seed: int, meta: EventMetadata) -> SeedSummary:
     seeder = Seeder(app, random.Random(rng_seed), meta, events)  # noqa: S311
     seeder.setup()
     seeder.opening()
@@ -108,6 +131,7 @@ class Seeder:
         self.sales: list[UUID] = []  # sales orders not yet shipped in full
         self.shipped: list[UUID] = []  # sales orders with shipments, for returns
         self.waits: Counter[UUID] = Counter()
+        self.quarantined: dict[tuple[str, str], None] = {}  # returns waiting for inspection
 
     def call(self, command: Callable[..., R], *args: Any, **kwargs: Any) -> R | None:
         """Runs one command at the next effective time; a domain refusal is counted, not raised."""
@@ -188,10 +212,18 @@ class Seeder:
         whole, or in part with the rest to follow (or never: then it is closed short)."""
         first = SKUS[sku] if sku else self.rng.choice(CATALOG)
         warehouse = warehouse or ("BER1" if self.rng.random() < 0.75 else "HAM1")
+        if not sku and self.overstocked(first, warehouse):
+            return False
         supplier = SUPPLIERS[first.category]
         items = [first]
         if not sku:
-            others = [i for i in CATALOG if SUPPLIERS[i.category] == supplier and i != first]
+            others = [
+                i
+                for i in CATALOG
+                if SUPPLIERS[i.category] == supplier
+                and i != first
+                and not self.overstocked(i, warehouse)
+            ]
             items += self.rng.sample(others, min(len(others), self.rng.randint(0, 2)))
         lines = [(i.sku, i.pack * self.rng.randint(3, 10), self.unit_cost(i)) for i in items]
         self.serial += 1
@@ -331,6 +363,8 @@ class Seeder:
             return False
         if disposition == "restock":
             self.docked[line.sku, order.warehouse] = None
+        elif disposition == "quarantine":
+            self.quarantined[line.sku, order.warehouse] = None
         return True
 
     def issue(self) -> bool:
@@ -390,12 +424,38 @@ class Seeder:
         return bool(lots) and self.run(self.app.set_lot_status, stock.sku, lots[0], "hold")
 
     def write_off(self) -> bool:
-        """Expired stock is written off, reason `expiry`."""
+        """Expired stock is written off, reason `expiry`; with none waiting, quality inspects
+        the quarantine once returns wait there in QUARANTINE_BACKLOG stock items."""
         if not self.expired:
-            return False
+            return len(self.quarantined) >= QUARANTINE_BACKLOG and self.inspect()
         return self.run(self.app.write_off_expired, *self.expired.popitem()[0])
 
+    def inspect(self) -> bool:
+        """The stock item whose returns wait longest in quarantine: its quarantined lots are
+        released, and the goods in the quarantine bin go back to a pick bin."""
+        sku, warehouse = next(iter(self.quarantined))
+        del self.quarantined[sku, warehouse]
+        stock, done = self.app.stock_item(sku, warehouse), False
+        statuses = stock.status.items() if stock else ()
+        for lot in [lot for lot, status in statuses if status == LotStatus.QUARANTINE.value]:
+            done = self.run(self.app.set_lot_status, sku, lot, LotStatus.RELEASED.value) or done
+        stock, to_bin = self.app.stock_item(sku, warehouse), PICKABLE[warehouse][0]
+        for lot, _, free in self.free(stock, QUARANTINE) if stock else []:
+            moved = self.run(self.app.move, sku, warehouse, QUARANTINE, to_bin, free, lot=lot)
+            done = moved or done
+        return done
+
     # -- choices ----------------------------------------------------------------------------------
+
+    def overstocked(self, item: Sku, warehouse: str) -> bool:
+        """The buyer orders nothing of which the warehouse has OVERSTOCK_CASES cases to sell."""
+        if (item.sku, warehouse) not in self.stocked:
+            return False
+        stock, enough = self.app.stock_item(item.sku, warehouse), item.pack * OVERSTOCK_CASES
+        if stock is None or stock.on_hand() < enough:  # what is for sale is part of on hand
+            return False
+        sellable = sum((free for _, place, free in self.free(stock) if place != QUARANTINE), ZERO)
+        return sellable >= enough
 
     def some_stock(self) -> StockItem | None:
         return self.app.stock_item(*self.rng.choice(list(self.stocked)))

@@ -9,6 +9,8 @@ TIMEZONE = "Europe/Berlin"
 DAYS = 7  # the activity is spread over the last week of business time
 DOCK, QUARANTINE = "IN-01", "QA-01"
 STALL_LIMIT = 500  # activities in a row that append nothing before the seed gives up
+OVERSTOCK_CASES = 60  # a SKU a warehouse has this many cases to sell of is not ordered again
+QUARANTINE_BACKLOG = 8  # stock items with returns in quarantine before quality inspects one
 CENT = Decimal("0.01")
 
 
