@@ -9,6 +9,7 @@ from pathlib import Path
 from uuid import UUID
 
 import pytest
+from sqlalchemy import Engine, create_engine, pool
 
 from eventstore.postgres import PostgresLedgerStore
 from eventstore.sqlite import SQLiteLedgerStore
@@ -71,6 +72,16 @@ def store(database_url: str) -> Iterator[LedgerStore]:
 @pytest.fixture
 def ledger(store: LedgerStore) -> Ledger:
     return Ledger(store, snapshot_interval=0)
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    """The read models' engine on this test's database, without a pool."""
+    engine = create_engine(
+        Settings(database_url=database_url).sqlalchemy_url, poolclass=pool.NullPool
+    )
+    yield engine
+    engine.dispose()
 
 
 @pytest.fixture

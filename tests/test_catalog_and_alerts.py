@@ -42,15 +42,6 @@ MY_TABLES = ("rm_stock_levels", "rm_stock_level_orders", "rm_products", "rm_ware
 
 
 @pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = create_engine(
-        Settings(database_url=database_url).sqlalchemy_url, poolclass=pool.NullPool
-    )
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
 def clock() -> Clock:
     return Clock()
 

@@ -4,13 +4,12 @@ batches with positions, hash chain, idempotency records and snapshots a save one
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
 
 import pytest
 from eventsourcing.application import Repository
-from sqlalchemy import Engine, create_engine, pool
+from sqlalchemy import Engine
 from typer.testing import CliRunner
 
 from domain.errors import ValidationFailed
@@ -22,7 +21,6 @@ from eventstore.store import LedgerStore
 from ledger import demo
 from ledger.cli import app as cli
 from ledger.demo_bulk import BulkLedgerApplication, bulk_application
-from ledger.settings import Settings
 from projections.audit_log import AuditLog
 from projections.catalog import Catalog
 from projections.lots import Lots
@@ -43,15 +41,6 @@ from tests.test_projections import (
 )
 
 META = EventMetadata()
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = create_engine(
-        Settings(database_url=database_url).sqlalchemy_url, poolclass=pool.NullPool
-    )
-    yield engine
-    engine.dispose()
 
 
 def new_tenant(store: LedgerStore, snapshot_interval: int = 20) -> LedgerApplication:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Engine, create_engine, pool, select
+from sqlalchemy import Engine, select
 
 from domain.errors import ValidationFailed
 from domain.ids import tenant_id_for
@@ -19,7 +18,6 @@ from domain.orders import ReceiveLine, ReturnLine, ShipLine
 from domain.sales_orders import LedgerApplication
 from eventstore.store import LedgerStore
 from ledger import demo
-from ledger.settings import Settings
 from projections.events import decode
 from projections.kpis import DailyValue, KpiFacts, Kpis, closing_values, kpis
 from projections.movements import Movements, movements
@@ -39,15 +37,6 @@ def at(day: int, hour: int = 10, minute: int = 0) -> EventMetadata:
 
 def june(day: int) -> date:
     return date(2026, 6, day)
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = create_engine(
-        Settings(database_url=database_url).sqlalchemy_url, poolclass=pool.NullPool
-    )
-    yield engine
-    engine.dispose()
 
 
 def scripted(app: LedgerApplication) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from uuid import UUID
@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Connection, Engine, create_engine, pool
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
 from domain.ids import tenant_id_for
@@ -23,7 +23,6 @@ from domain.sales_orders import LedgerApplication
 from domain.stock_state import Conditions
 from eventstore.store import LedgerStore
 from ledger import demo
-from ledger.settings import Settings
 from projections.audit_log import AuditLog, audit_log
 from projections.catalog import Catalog
 from projections.events import LedgerEvent, decode
@@ -34,15 +33,6 @@ from projections.runner import Runner
 from projections.stock_levels import StockLevels, stock_levels
 
 Levels = dict[tuple[str, str], tuple[Decimal, Decimal, Decimal]]
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = create_engine(
-        Settings(database_url=database_url).sqlalchemy_url, poolclass=pool.NullPool
-    )
-    yield engine
-    engine.dispose()
 
 
 def seeded(store: LedgerStore, events: int, rng_seed: int = 7) -> LedgerApplication:

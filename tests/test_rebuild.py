@@ -10,11 +10,10 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from uuid import UUID
 
 import pytest
-from sqlalchemy import Engine, create_engine, pool, text
+from sqlalchemy import Engine, text
 from typer.testing import CliRunner
 
 from domain.metadata import EventMetadata
@@ -23,7 +22,6 @@ from domain.tenant import Tenant
 from eventstore.store import LedgerStore
 from ledger import read_side
 from ledger.cli import app as cli
-from ledger.settings import Settings
 from projections.lots import Lots
 from projections.movements import Movements
 from projections.rebuild import Rebuild, RebuildFailed, RebuildProgress
@@ -43,15 +41,6 @@ from tests.test_projections import (
 )
 
 M = EventMetadata()
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = create_engine(
-        Settings(database_url=database_url).sqlalchemy_url, poolclass=pool.NullPool
-    )
-    yield engine
-    engine.dispose()
 
 
 def check_all(engine: Engine, store: LedgerStore, app: LedgerApplication) -> None:
