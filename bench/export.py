@@ -141,8 +141,9 @@ def raw_case(url: str, tenant: UUID, head: int) -> Case:
 
 
 def raw_line(position: int, payload: bytes, previous: str, current: str) -> bytes:
+    """The line's metadata by orjson, the base64 payload and hashes joined in as bytes."""
     header = orjson.loads(payload[: payload.index(b"\n")])
-    return orjson.dumps(
+    metadata = orjson.dumps(
         {
             "position": position,
             "stream_id": header.get("stream_id"),
@@ -154,11 +155,19 @@ def raw_line(position: int, payload: bytes, previous: str, current: str) -> byte
             "request_id": header.get("request_id"),
             "idempotency_key": header.get("idempotency_key"),
             "causation_id": header.get("causation_id"),
-            "payload": b2a_base64(payload, newline=False).decode("ascii"),
-            "prev_hash": previous,
-            "hash": current,
-        },
-        option=orjson.OPT_APPEND_NEWLINE,
+        }
+    )
+    return b"".join(
+        (
+            metadata[:-1],
+            b',"payload":"',
+            b2a_base64(payload, newline=False),
+            b'","prev_hash":"',
+            previous.encode(),
+            b'","hash":"',
+            current.encode(),
+            b'"}\n',
+        )
     )
 
 

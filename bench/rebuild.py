@@ -56,7 +56,7 @@ from projections.rebuild import Rebuild, RebuildProgress
 from projections.stock_levels import StockLevels
 
 DEFAULT_EVENTS = 1_000_000
-DEFAULT_BATCH = 10_000
+DEFAULT_BATCH = 50_000
 GOAL_REBUILD = 25_000
 GOAL_RATIO = 0.3
 GOAL_EXPORT = 100_000

@@ -7,7 +7,7 @@ gap-free and in commit order per tenant, and tenants never wait on each other.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -44,6 +44,7 @@ from eventstore.queries import (
     head_query,
     idempotency_query,
     notifications_query,
+    range_query,
     read_query,
     record_tracking_query,
     stream_query,
@@ -383,21 +384,43 @@ class PostgresLedgerStore(LedgerStore):
     def snapshot_recorder(self, tenant_id: UUID) -> AggregateRecorder:
         return TenantPostgresSnapshotRecorder(self.datastore, tenant_id)
 
+    @retry(RETRYABLE, max_attempts=10, wait=0.2)
     def read(
         self, tenant_id: UUID, after: int = 0, limit: int = DEFAULT_PAGE_SIZE
     ) -> list[RecordedEvent]:
-        rows = self._fetch(read_query(MARK), (tenant_id, after, limit))
+        # Binary tuples, as in `read_chain`: bytea arrives as raw bytes, no row objects.
+        with (
+            self.datastore.get_connection() as conn,
+            conn.cursor(binary=True, row_factory=tuple_row) as curs,
+        ):
+            curs.execute(read_query(MARK), (tenant_id, after, limit), prepare=True)
+            rows: list[tuple[int, UUID, int, str, bytes, bytes]] = curs.fetchall()
         return [
-            RecordedEvent(
-                tenant_id=tenant_id,
-                position=row["position"],
-                stream_id=row["originator_id"],
-                version=row["originator_version"],
-                topic=row["topic"],
-                payload=bytes(row["payload"]),
-                hash=bytes(row["hash"]),
-            )
-            for row in rows
+            RecordedEvent(tenant_id, position, stream_id, version, topic, payload, digest)
+            for position, stream_id, version, topic, payload, digest in rows
+        ]
+
+    @retry(RETRYABLE, max_attempts=10, wait=0.2)
+    def read_range(
+        self,
+        tenant_id: UUID,
+        after: int,
+        last: int,
+        kinds: Collection[str] | None = None,
+    ) -> list[RecordedEvent]:
+        params: tuple[Any, ...] = (tenant_id, after, last)
+        if kinds is not None:
+            params = (*params, sorted(kinds))
+        statement = range_query(MARK, None if kinds is None else f"= ANY({MARK})")
+        with (
+            self.datastore.get_connection() as conn,
+            conn.cursor(binary=True, row_factory=tuple_row) as curs,
+        ):
+            curs.execute(statement, params, prepare=True)
+            rows: list[tuple[int, UUID, int, str, bytes, bytes]] = curs.fetchall()
+        return [
+            RecordedEvent(tenant_id, position, stream_id, version, topic, payload, digest)
+            for position, stream_id, version, topic, payload, digest in rows
         ]
 
     @retry(RETRYABLE, max_attempts=10, wait=0.2)

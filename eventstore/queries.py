@@ -80,6 +80,22 @@ def read_query(mark: str) -> str:
     )
 
 
+def range_query(mark: str, kinds: str | None = None, locate: str = "strpos") -> str:
+    """A tenant's events at positions after..last (tenant, after, last[, kinds]).
+
+    `kinds`, when given, is the SQL test of the event's kind, the part of its topic
+    (`module:Class.Event`) after the colon, e.g. `= ANY(%s)` or `IN (?, ?)`; `locate` is the
+    dialect's function finding the colon (`strpos`, SQLite's `instr`).
+    """
+    where = f"tenant_id = {mark} AND position > {mark} AND position <= {mark}"
+    if kinds is not None:
+        where += f" AND substr(topic, {locate}(topic, ':') + 1) {kinds}"
+    return (
+        "SELECT position, originator_id, originator_version, topic, payload, hash"  # noqa: S608
+        f" FROM {EVENTS} WHERE {where} ORDER BY position"
+    )
+
+
 def chain_query(mark: str) -> str:
     """A tenant's (position, payload, hash) in a range of positions (tenant, after, last).
 

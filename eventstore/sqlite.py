@@ -7,7 +7,7 @@ reads the tenant's head, chains the hashes in Python, inserts the events and mov
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
@@ -43,6 +43,7 @@ from eventstore.queries import (
     head_query,
     idempotency_query,
     notifications_query,
+    range_query,
     read_query,
     record_tracking_query,
     stream_query,
@@ -322,6 +323,33 @@ class SQLiteLedgerStore(LedgerStore):
         self, tenant_id: UUID, after: int = 0, limit: int = DEFAULT_PAGE_SIZE
     ) -> list[RecordedEvent]:
         rows = self._fetch(read_query(MARK), (str(tenant_id), after, limit))
+        return [
+            RecordedEvent(
+                tenant_id=tenant_id,
+                position=r["position"],
+                stream_id=UUID(r["originator_id"]),
+                version=r["originator_version"],
+                topic=r["topic"],
+                payload=_blob(r["payload"]),
+                hash=_blob(r["hash"]),
+            )
+            for r in rows
+        ]
+
+    def read_range(
+        self,
+        tenant_id: UUID,
+        after: int,
+        last: int,
+        kinds: Collection[str] | None = None,
+    ) -> list[RecordedEvent]:
+        params: list[Any] = [str(tenant_id), after, last]
+        test = None
+        if kinds is not None:
+            wanted = sorted(kinds)
+            params += wanted
+            test = f"IN ({', '.join(MARK for _ in wanted)})" if wanted else "IS NULL"
+        rows = self._fetch(range_query(MARK, test, "instr"), params)
         return [
             RecordedEvent(
                 tenant_id=tenant_id,

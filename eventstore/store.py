@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any
 from uuid import UUID
 
@@ -54,6 +54,24 @@ class LedgerStore(ABC):
         self, tenant_id: UUID, after: int = 0, limit: int = DEFAULT_PAGE_SIZE
     ) -> list[RecordedEvent]:
         """A page of the tenant's events after a position, in position order."""
+
+    def read_range(
+        self,
+        tenant_id: UUID,
+        after: int,
+        last: int,
+        kinds: Collection[str] | None = None,
+    ) -> list[RecordedEvent]:
+        """The tenant's events at positions after+1..last, in order; with `kinds`, only the
+        events of those kinds (`StockItem.Received`: a topic's part after its colon). The
+        stores override this to filter in the database."""
+        found: list[RecordedEvent] = []
+        for event in self.iter_events(tenant_id, after=after):
+            if event.position > last:
+                break
+            if kinds is None or event.topic.rpartition(":")[2] in kinds:
+                found.append(event)
+        return found
 
     @abstractmethod
     def head(self, tenant_id: UUID) -> TenantHead:

@@ -30,8 +30,8 @@ def projections_rebuild(
         str | None, typer.Option("--tenant", help="Only this tenant (slug); default: all.")
     ] = None,
     batch: Annotated[
-        int, typer.Option(min=1, max=200_000, help="Events per transaction.")
-    ] = 10_000,
+        int, typer.Option(min=1, max=200_000, help="Positions per batch (a transaction each).")
+    ] = 50_000,
     abandon: Annotated[
         bool,
         typer.Option("--abandon", help="Drop an interrupted rebuild's new tables instead."),

@@ -28,7 +28,7 @@ from projections.schema import LotRow, LotStreamRow
 ZERO = Decimal(0)
 LOTS = cast("Table", LotRow.__table__)
 STREAMS = cast("Table", LotStreamRow.__table__)
-Place = tuple[UUID, str, str]  # (stock item stream, lot, bin)
+Place = tuple[int, str, str]  # (stock item stream as an int, lot, bin)
 
 
 @dataclass(frozen=True)
@@ -80,56 +80,67 @@ class _Batch:
 
     def __init__(self, conn: Connection, tenant_id: UUID, streams: set[UUID]) -> None:
         self.tenant_id = tenant_id
-        self.names: dict[UUID, tuple[str, str]] = {}
+        # Streams are keyed by their ids' ints: a UUID hashes in Python, an int natively.
+        self.names: dict[int, tuple[str, str]] = {}
         self.rows: dict[Place, _Row] = {}
-        self.positions: dict[UUID, int] = {}
+        self.bins: dict[tuple[int, str], list[_Row]] = {}  # the rows of each (stream, lot)
+        self.positions: dict[int, int] = {}
         if streams:
             for s in conn.execute(
                 select(STREAMS).where(
                     STREAMS.c.tenant_id == tenant_id, STREAMS.c.stream_id.in_(streams)
                 )
             ):
-                self.names[s.stream_id] = (s.sku, s.warehouse)
-                self.positions[s.stream_id] = s.last_position
+                self.names[s.stream_id.int] = (s.sku, s.warehouse)
+                self.positions[s.stream_id.int] = s.last_position
             for r in conn.execute(
                 select(LOTS).where(LOTS.c.tenant_id == tenant_id, LOTS.c.stream_id.in_(streams))
             ):
-                self.rows[(r.stream_id, r.lot, r.bin)] = _Row(
-                    r.on_hand,
-                    r.reserved,
-                    r.value,
-                    r.expires_on,
-                    _layers_of(r.layers),
-                    r.status,
-                    r.last_position,
-                    True,
+                self._keep(
+                    (r.stream_id.int, r.lot, r.bin),
+                    _Row(
+                        r.on_hand,
+                        r.reserved,
+                        r.value,
+                        r.expires_on,
+                        _layers_of(r.layers),
+                        r.status,
+                        r.last_position,
+                        True,
+                    ),
                 )
-        self.new_streams: set[UUID] = set()
+        self.new_streams: set[int] = set()
 
-    def status_of(self, stream: UUID, lot: str) -> str:
-        for (s, code, _), row in self.rows.items():
-            if s == stream and code == lot:
-                return row.status
-        return "released"
+    def _keep(self, place: Place, row: _Row) -> None:
+        self.rows[place] = row
+        self.bins.setdefault(place[:2], []).append(row)
 
-    def row(self, stream: UUID, lot: str, bin_code: str) -> _Row:
+    def lot_rows(self, stream: int, lot: str) -> list[_Row]:
+        """Every row of a lot on a stream, in any bin."""
+        return self.bins.get((stream, lot), [])
+
+    def status_of(self, stream: int, lot: str) -> str:
+        rows = self.lot_rows(stream, lot)
+        return rows[0].status if rows else "released"
+
+    def row(self, stream: int, lot: str, bin_code: str) -> _Row:
         row = self.rows.get((stream, lot, bin_code))
-        assert row is not None, f"no stock of lot {lot} in {bin_code} on stream {stream}"
+        assert row is not None, f"no stock of lot {lot} in {bin_code} on stream {UUID(int=stream)}"
         return row
 
-    def add(self, stream: UUID, layer: dict[str, Any], expires_on: date | None, at: int) -> None:
+    def add(self, stream: int, layer: dict[str, Any], expires_on: date | None, at: int) -> None:
         place = (stream, layer["lot"], layer["bin"])
         row = self.rows.get(place)
         if row is None:
             status = self.status_of(stream, layer["lot"])
             row = _Row(ZERO, ZERO, ZERO, expires_on, {}, status, at, False)
-            self.rows[place] = row
+            self._keep(place, row)
         row.on_hand += layer["quantity"]
         row.value += layer["quantity"] * layer["unit_cost"]
         row.layers[layer["id"]] = (layer["received_at"], layer["quantity"])
         row.position = at
 
-    def take(self, stream: UUID, picks: Iterable[dict[str, Any]], at: int) -> None:
+    def take(self, stream: int, picks: Iterable[dict[str, Any]], at: int) -> None:
         for pick in picks:
             row = self.row(stream, pick["lot"], pick["bin"])
             row.on_hand -= pick["quantity"]
@@ -141,9 +152,7 @@ class _Batch:
                 del row.layers[pick["layer"]]
             row.position = at
 
-    def hold(
-        self, stream: UUID, holds: dict[str, list[dict[str, Any]]], sign: int, at: int
-    ) -> None:
+    def hold(self, stream: int, holds: dict[str, list[dict[str, Any]]], sign: int, at: int) -> None:
         for reference_holds in holds.values():
             for hold in reference_holds:
                 row = self.row(stream, hold["lot"], hold["bin"])
@@ -172,7 +181,7 @@ class Lots:
         """A batch in memory, then written; events a stock item already applied are skipped."""
         batch = _Batch(conn, tenant_id, {e.stream_id for e in events if e.kind in self.kinds})
         for event in events:
-            stream, at = event.stream_id, event.position
+            stream, at = event.stream_id.int, event.position
             if event.kind not in self.kinds or at <= batch.positions.get(stream, 0):
                 continue
             batch.positions[stream] = at
@@ -181,7 +190,7 @@ class Lots:
 
     @staticmethod
     def _apply(batch: _Batch, event: LedgerEvent) -> None:
-        data, stream, at = event.data, event.stream_id, event.position
+        data, stream, at = event.data, event.stream_id.int, event.position
         kind = event.kind
         if kind == "StockItem.Opened":
             batch.names[stream] = (data["sku"], data["warehouse"])
@@ -203,9 +212,8 @@ class Lots:
         elif kind == "StockItem.ReservationReleased":
             batch.hold(stream, data["released"], -1, at)
         elif kind == "StockItem.LotStatusSet":
-            for (s, lot, _), row in batch.rows.items():
-                if s == stream and lot == data["lot"]:
-                    row.status, row.position = data["status"], at
+            for row in batch.lot_rows(stream, data["lot"]):
+                row.status, row.position = data["status"], at
 
     @staticmethod
     def _write(conn: Connection, batch: _Batch) -> None:
@@ -216,7 +224,7 @@ class Lots:
                 [
                     {
                         "tenant_id": tenant,
-                        "stream_id": s,
+                        "stream_id": UUID(int=s),
                         "sku": batch.names[s][0],
                         "warehouse": batch.names[s][1],
                         "last_position": batch.positions[s],
@@ -230,10 +238,10 @@ class Lots:
                 update(STREAMS)
                 .where(STREAMS.c.tenant_id == tenant, STREAMS.c.stream_id == bindparam("s"))
                 .values(last_position=bindparam("p")),
-                [{"s": s, "p": batch.positions[s]} for s in old],
+                [{"s": UUID(int=s), "p": batch.positions[s]} for s in old],
             )
         gone = [
-            {"s": s, "l": lot, "b": bin_code}
+            {"s": UUID(int=s), "l": lot, "b": bin_code}
             for (s, lot, bin_code), row in batch.rows.items()
             if row.stored and row.on_hand == ZERO and row.reserved == ZERO
         ]
@@ -254,7 +262,9 @@ class Lots:
         if fresh:
             conn.execute(insert(LOTS), fresh)
         changed = [
-            {"s": p[0], "l": p[1], "b": p[2], **_changes(r)} for p, r in keep.items() if r.stored
+            {"s": UUID(int=p[0]), "l": p[1], "b": p[2], **_changes(r)}
+            for p, r in keep.items()
+            if r.stored
         ]
         if changed:
             conn.execute(
@@ -291,7 +301,7 @@ def _values(batch: _Batch, place: Place, row: _Row) -> dict[str, Any]:
         "warehouse": warehouse,
         "lot": lot,
         "bin": bin_code,
-        "stream_id": stream,
+        "stream_id": UUID(int=stream),
         "expires_on": row.expires_on,
         **_changes(row),
     }

@@ -11,11 +11,29 @@ from uuid import UUID
 
 from sqlalchemy import Connection, Table, insert, select
 
+from projections.bulk import insert_rows
 from projections.events import LedgerEvent
 from projections.schema import MovementRow, MovementStreamRow
 
 MOVEMENTS = cast("Table", MovementRow.__table__)
 STREAMS = cast("Table", MovementStreamRow.__table__)
+COLUMNS = (
+    "tenant_id",
+    "position",
+    "seq",
+    "sku",
+    "warehouse",
+    "lot",
+    "bin",
+    "quantity",
+    "unit_cost",
+    "reason",
+    "reference",
+    "effective_at",
+    "recorded_at",
+    "actor",
+    "request_id",
+)
 
 
 @dataclass(frozen=True)
@@ -74,7 +92,8 @@ class Movements:
             )
         )
         names = self._names(conn, tenant_id, events)
-        opened, rows = [], []
+        opened: list[UUID] = []
+        rows: list[tuple[Any, ...]] = []
         for event in events:
             if event.kind not in self.kinds:
                 continue
@@ -99,8 +118,7 @@ class Movements:
                     for s in opened
                 ],
             )
-        if rows:
-            conn.execute(insert(MOVEMENTS), rows)
+        insert_rows(conn, MOVEMENTS, COLUMNS, rows)
 
     @staticmethod
     def _names(
@@ -115,27 +133,31 @@ class Movements:
         return {row.stream_id: (row.sku, row.warehouse) for row in found}
 
     @staticmethod
-    def _rows(tenant_id: UUID, event: LedgerEvent, name: tuple[str, str]) -> list[dict[str, Any]]:
-        actor = event.header.get("actor") or {}
+    def _rows(tenant_id: UUID, event: LedgerEvent, name: tuple[str, str]) -> list[tuple[Any, ...]]:
+        """The event's movements, valued in the order of `COLUMNS`."""
+        header = event.header
+        actor = header.get("actor") or {}
         who = f"{actor.get('kind')}:{actor.get('id')}" if actor.get("id") else None
+        request_id = header.get("request_id")
+        sku, warehouse = name
         return [
-            {
-                "tenant_id": tenant_id,
-                "position": event.position,
-                "seq": seq,
-                "sku": name[0],
-                "warehouse": name[1],
-                "lot": place["lot"],
-                "bin": place["bin"],
-                "quantity": quantity,
-                "unit_cost": place["unit_cost"],
-                "reason": reason,
-                "reference": reference,
-                "effective_at": event.effective_at,
-                "recorded_at": event.recorded_at,
-                "actor": who,
-                "request_id": event.header.get("request_id"),
-            }
+            (
+                tenant_id,
+                event.position,
+                seq,
+                sku,
+                warehouse,
+                place["lot"],
+                place["bin"],
+                quantity,
+                place["unit_cost"],
+                reason,
+                reference,
+                event.effective_at,
+                event.recorded_at,
+                who,
+                request_id,
+            )
             for seq, (place, quantity, reason, reference) in enumerate(_changes(event))
         ]
 

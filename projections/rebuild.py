@@ -25,6 +25,7 @@ from sqlalchemy import Connection, Engine, delete, insert, inspect, select, text
 
 from eventstore.store import LedgerStore
 from projections.events import decode
+from projections.pipeline import Pipeline
 from projections.runner import Projection, Runner, kind_of, projection_lock_key
 from projections.shadow import (
     SHADOW,
@@ -73,7 +74,7 @@ class Rebuild:
         engine: Engine,
         projections: Sequence[Projection],
         *,
-        batch_size: int = 10_000,
+        batch_size: int = 50_000,
     ) -> None:
         self.store = store
         self.live = engine
@@ -202,21 +203,22 @@ class Rebuild:
         progress: RebuildProgress,
         on_progress: Callable[[RebuildProgress], None],
     ) -> None:
-        while True:
-            with self.engine.begin() as conn:
-                done = self._batch(conn, tenant_id, self.batch_size)
-            if self.failed is not None:
-                raise RebuildFailed(self.failed)
-            if done == 0:
-                return
-            progress.done += done
-            on_progress(progress)
-            if done < self.batch_size and self._low(tenant_id) >= head:
-                return
-
-    def _low(self, tenant_id: UUID) -> int:
         with self.engine.connect() as conn:
-            return min(self._positions(conn, tenant_id).values())
+            for name, failed in self._failures(conn, tenant_id).items():
+                raise RebuildFailed(f"{name} failed after position {failed[0] - 1}: {failed[1]}")
+            positions = self._positions(conn, tenant_id)
+
+        def advanced(covered: int) -> None:
+            progress.done += covered
+            on_progress(progress)
+
+        pipeline = Pipeline(
+            self.store, self.engine, self.projections, tenant_id, batch_size=self.batch_size
+        )
+        failure = pipeline.run(positions, head, advanced)
+        if failure is not None:
+            self.failed = f"{failure.projection} failed on tenant {tenant_id}: {failure}"
+            raise RebuildFailed(self.failed)
 
     def _positions(self, conn: Connection, tenant_id: UUID) -> dict[str, int]:
         return {p.name: Runner.position_on(conn, p.name, tenant_id) for p in self.projections}

@@ -259,6 +259,31 @@ def test_reading_in_pages_returns_every_event_once_in_order(ledger: Ledger, tena
     )
 
 
+def test_a_range_read_returns_the_positions_in_it_of_the_kinds_asked(
+    ledger: Ledger, tenant: UUID
+) -> None:
+    counter = new_counter(ledger, tenant)  # position 1: Counter.Created
+    for _ in range(6):
+        counter.increment()
+        ledger.app(tenant).save(counter, meta=META)  # positions 2..7: Counter.Incremented
+    new_counter(ledger, tenant, "d")  # position 8
+    new_counter(ledger, uuid4(), "other tenant")
+    store = ledger.store
+
+    assert [e.position for e in store.read_range(tenant, 2, 5)] == [3, 4, 5]
+    assert [e.position for e in store.read_range(tenant, 0, 100, {"Counter.Created"})] == [1, 8]
+    assert [e.position for e in store.read_range(tenant, 0, 7, {"Counter.Created"})] == [1]
+    assert [e.position for e in store.read_range(tenant, 6, 100, {"Counter.Incremented"})] == [7]
+    assert store.read_range(tenant, 0, 100, set()) == []
+    assert store.read_range(tenant, 8, 100) == []
+    whole = store.read_range(tenant, 0, 8)
+    assert whole == store.read(tenant)
+    # the generic implementation agrees with the store's own
+    generic = LedgerStore.read_range(store, tenant, 1, 6, {"Counter.Incremented", "Nope"})
+    assert generic == store.read_range(tenant, 1, 6, {"Counter.Incremented", "Nope"})
+    assert [e.position for e in generic] == [2, 3, 4, 5, 6]
+
+
 def test_a_tenant_without_events_is_at_position_zero(store: LedgerStore, tenant: UUID) -> None:
     head = store.head(tenant)
     assert (head.position, head.hash) == (0, ZERO_HASH)
