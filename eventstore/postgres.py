@@ -363,6 +363,7 @@ class PostgresLedgerStore(LedgerStore):
     """The event store on PostgreSQL, sharing one connection pool among all tenants."""
 
     def __init__(self, url: str, *, pool_size: int = 5, max_overflow: int = 10) -> None:
+        self.url = url
         params = conninfo_to_dict(url)
         self.datastore = PostgresDatastore(
             dbname=str(params.get("dbname") or "postgres"),
@@ -377,6 +378,9 @@ class PostgresLedgerStore(LedgerStore):
             # fails its statement, is discarded by the pool, and the recorders' retry reconnects.
             pre_ping=False,
         )
+
+    def address(self) -> tuple[str, str]:
+        return ("postgresql", self.url)
 
     def application_recorder(self, tenant_id: UUID) -> ApplicationRecorder:
         return TenantPostgresRecorder(self.datastore, tenant_id)

@@ -313,6 +313,9 @@ class SQLiteLedgerStore(LedgerStore):
             pool_timeout=LOCK_TIMEOUT_SECONDS,
         )
 
+    def address(self) -> tuple[str, str]:
+        return ("sqlite", self.path)
+
     def application_recorder(self, tenant_id: UUID) -> ApplicationRecorder:
         return TenantSQLiteRecorder(self.datastore, tenant_id)
 

@@ -93,6 +93,11 @@ class LedgerStore(ABC):
     def record_tracking(self, tracker: str, tenant_id: UUID, position: int) -> None:
         """Records that the tracker has processed the tenant's events up to the position."""
 
+    def address(self) -> tuple[str, str] | None:
+        """Where another process can open this store: ("postgresql", URL) or ("sqlite", PATH);
+        None when it cannot."""
+        return None
+
     @abstractmethod
     def close(self) -> None:
         """Closes the connections."""

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import tempfile
-from binascii import b2a_base64
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,18 +20,22 @@ from importlib.util import find_spec
 from itertools import takewhile
 from pathlib import Path
 from time import monotonic
-from typing import IO, Any
+from typing import IO
 from uuid import UUID
-
-import orjson
 
 from eventstore.envelope import ZERO_HASH
 from eventstore.records import ChainRow, Verification
 from eventstore.store import LedgerStore
 from eventstore.verify import verify_chain
+from ledger.export_lines import page_lines, recorded_by
+from ledger.export_parallel import export_in_parallel
 
 #: Events per read: big pages keep the per-query cost small; a page is a few megabytes.
 EXPORT_PAGE_SIZE = 5000
+#: From this many events an export into a file is made by worker processes.
+PARALLEL_FROM = 100_000
+#: At most this many worker processes.
+MAX_WORKERS = 4
 #: Bytes buffered before a write to the output file or pipe.
 WRITE_BUFFER = 1 << 20
 #: Seconds between progress lines when stderr is not a terminal.
@@ -110,16 +114,60 @@ def export_events(
     until: datetime | None = None,
     page_size: int = EXPORT_PAGE_SIZE,
     on_page: Callable[[ExportProgress], None] = lambda _: None,
+    workers: int | None = None,
 ) -> None:
     """Writes positions 1..`progress.total` as NDJSON, one line per event, to `out`.
 
     Stops before the first event recorded after `until`. The next page is read while this one
     is written (the database and this process work at the same time); memory stays at two pages.
+    Into an empty file, from `PARALLEL_FROM` events (or with `workers` > 1), worker processes
+    read and format the pages instead, one per core (`ledger.export_parallel`), and the file
+    holds the same bytes.
     """
+    if workers is None:
+        many = progress.total - progress.last_position >= PARALLEL_FROM
+        workers = min(os.cpu_count() or 1, MAX_WORKERS) if many else 1
+    address, path = store.address(), _fresh_file(out)
+    if workers > 1 and address is not None and path is not None and progress.last_position == 0:
+
+        def placed(events: int, last: tuple[int, bytes] | None, cut_at: int | None) -> None:
+            if last is not None:
+                progress.events += events
+                progress.last_position, progress.last_hash = last
+                on_page(progress)
+            progress.cut_at = cut_at
+
+        export_in_parallel(
+            address,
+            tenant_id,
+            path,
+            progress.total,
+            until=until,
+            page_size=page_size,
+            workers=workers,
+            on_page=placed,
+        )
+        out.seek(0, os.SEEK_END)
+        return
     pages = _pages(store, tenant_id, progress.total, page_size)
     for rows in _cut(pages, until, progress):
-        out.write(_page_lines(rows, progress.last_position, progress.last_hash))
+        out.write(page_lines(rows, progress.last_position, progress.last_hash))
         _advance(progress, rows, on_page)
+
+
+def _fresh_file(out: IO[bytes]) -> str | None:
+    """The path of `out` if it is an empty regular file written from its start, else None."""
+    name = getattr(out, "name", None)
+    if not isinstance(name, str):
+        return None
+    try:
+        found = os.fstat(out.fileno())
+        named = os.stat(name)
+        at = out.tell()
+    except (OSError, ValueError):
+        return None
+    fresh = stat.S_ISREG(found.st_mode) and found.st_size == 0 and at == 0
+    return name if fresh and (named.st_dev, named.st_ino) == (found.st_dev, found.st_ino) else None
 
 
 def _cut(
@@ -127,7 +175,7 @@ def _cut(
 ) -> Iterator[list[ChainRow]]:
     """The pages' rows up to the first recorded after `until` (noted in `progress.cut_at`)."""
     for page in pages:
-        kept = page if until is None else _recorded_by(page, until)
+        kept = page if until is None else recorded_by(page, until)
         if kept:
             yield kept
         if len(kept) < len(page):
@@ -163,84 +211,6 @@ def _pages(
             pending = read(after)
             if page:
                 yield page
-
-
-def _page_lines(rows: Sequence[ChainRow], previous_position: int, previous_hash: bytes) -> bytes:
-    """The lines of a page; `previous_*` is the row before its first (0: none)."""
-    prev: str | None = previous_hash.hex()
-    lines = []
-    for position, payload, digest in rows:
-        current = digest.hex()
-        if position != previous_position + 1:
-            prev = None  # that row is missing: its hash is not known
-        lines.append(_line(position, payload, prev, current))
-        previous_position, prev = position, current
-    return b"".join(lines)
-
-
-_FIELDS = (
-    "stream_id",
-    "version",
-    "topic",
-    "recorded_at",
-    "effective_at",
-    "actor",
-    "request_id",
-    "idempotency_key",
-    "causation_id",
-)
-_STORED_KEYS = ("v", "tenant_id", *_FIELDS)
-
-
-def _line(position: int, payload: bytes, prev_hash: str | None, hash_hex: str) -> bytes:
-    """One event's NDJSON line; this is the export's cost per event.
-
-    The metadata is dumped by orjson; the payload's base64 and the hashes, all plain ASCII, are
-    joined in as bytes (the same bytes orjson would write for the whole line, without building
-    and scanning a string of the payload's size).
-    """
-    header = _header(payload)
-    if tuple(header) == _STORED_KEYS:
-        # The header as the store writes it: its fields after the tenant's, in the line's order.
-        del header["v"], header["tenant_id"]
-        metadata = b'{"position":%d,' % position + orjson.dumps(header)[1:]
-    else:
-        metadata = orjson.dumps({"position": position} | {k: header.get(k) for k in _FIELDS})
-    previous = b"null" if prev_hash is None else b'"' + prev_hash.encode() + b'"'
-    return b"".join(
-        (
-            metadata[:-1],
-            b',"payload":"',
-            b2a_base64(payload, newline=False),
-            b'","prev_hash":',
-            previous,
-            b',"hash":"',
-            hash_hex.encode(),
-            b'"}\n',
-        )
-    )
-
-
-def _recorded_by(page: list[ChainRow], until: datetime) -> list[ChainRow]:
-    """The leading rows of the page recorded at or before `until` (unreadable times count)."""
-    for index, (_, payload, _) in enumerate(page):
-        recorded = _header(payload).get("recorded_at")
-        try:
-            moment = datetime.fromisoformat(recorded) if isinstance(recorded, str) else None
-        except ValueError:
-            moment = None
-        if moment is not None and moment.utcoffset() is not None and moment > until:
-            return page[:index]
-    return page
-
-
-def _header(payload: bytes) -> dict[str, Any]:
-    """The payload's JSON header; empty when unreadable (a tampered row is exported as it is)."""
-    try:
-        header = orjson.loads(payload[: payload.index(b"\n")])
-    except ValueError:  # no separator, or not JSON (orjson.JSONDecodeError is a ValueError)
-        return {}
-    return header if isinstance(header, dict) else {}
 
 
 @contextmanager

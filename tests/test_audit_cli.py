@@ -19,8 +19,9 @@ from typer.testing import CliRunner
 
 from domain.ids import tenant_id_for
 from eventstore.envelope import ZERO_HASH, chain_all
-from ledger import audit
+from ledger import audit, export_lines
 from ledger.cli import app
+from ledger.export_parallel import ExportFailed
 from tests.conftest import open_store
 from tests.tamper import tamper
 
@@ -201,7 +202,7 @@ def test_an_interrupted_export_leaves_no_file_under_the_final_name(
     target = tmp_path / "audit.ndjson"
     target.write_bytes(b"the previous export\n")
     written = 0
-    real_line = audit._line
+    real_line = export_lines.line
 
     def interrupted(*args: Any) -> bytes:
         nonlocal written
@@ -210,7 +211,7 @@ def test_an_interrupted_export_leaves_no_file_under_the_final_name(
             raise KeyboardInterrupt
         return real_line(*args)
 
-    monkeypatch.setattr(audit, "_line", interrupted)
+    monkeypatch.setattr(export_lines, "line", interrupted)
     code, _, _ = ledger(seeded.url, "audit", "export", "--tenant", seeded.slug, "-o", str(target))
     assert code != 0  # Ctrl-C: the CLI aborts
     assert written == 51
@@ -352,3 +353,81 @@ def rewrite_consistently(seeded: Seeded, position: int) -> None:
     for later in range(position, seeded.head + 1):
         tamper(seeded.url, SET_HASH, seeded.tenant, later, hashes[later - 1])
     tamper(seeded.url, SET_HEAD_HASH, seeded.tenant, seeded.head, hashes[-1])
+
+
+# --- an export made by worker processes --------------------------------------------------------
+
+
+def exported_bytes(
+    seeded: Seeded, path: Path, workers: int, until: datetime | None = None, page_size: int = 7
+) -> tuple[bytes, audit.ExportProgress]:
+    with open_store(seeded.url) as store:
+        progress = audit.ExportProgress(total=store.head(seeded.tenant).position)
+        with audit.output_to(path, io.BytesIO()) as out:
+            audit.export_events(
+                store,
+                seeded.tenant,
+                out,
+                progress,
+                until=until,
+                page_size=page_size,
+                workers=workers,
+            )
+    return path.read_bytes(), progress
+
+
+def test_an_export_by_workers_is_the_sequential_export_byte_for_byte(
+    seeded: Seeded, tmp_path: Path
+) -> None:
+    alone, done_alone = exported_bytes(seeded, tmp_path / "alone.ndjson", workers=1)
+    for workers, page_size in ((2, 7), (3, 50), (2, 1000)):
+        shared, done = exported_bytes(
+            seeded, tmp_path / f"shared-{workers}.ndjson", workers, page_size=page_size
+        )
+        assert shared == alone
+        assert done == done_alone
+    assert len(alone.splitlines()) == seeded.head
+
+
+def test_an_export_by_workers_stops_where_until_cuts(seeded: Seeded, tmp_path: Path) -> None:
+    recorded = [datetime.fromisoformat(h["recorded_at"]) for h in seeded.headers()]
+    for cut in (recorded[0], recorded[seeded.head // 3], recorded[-1]):
+        alone, done_alone = exported_bytes(seeded, tmp_path / "a.ndjson", 1, until=cut)
+        shared, done = exported_bytes(seeded, tmp_path / "s.ndjson", 2, until=cut)
+        assert shared == alone
+        assert (done.events, done.last_position, done.cut_at) == (
+            done_alone.events,
+            done_alone.last_position,
+            done_alone.cut_at,
+        )
+
+
+def test_an_export_by_workers_of_a_chain_missing_rows_matches_the_sequential(
+    own_seeded: Seeded, tmp_path: Path
+) -> None:
+    # pages of 7: the row before the page (7) missing; two missing in a page (15, 16); one (30)
+    for position in (7, 15, 16, 30):
+        tamper(own_seeded.url, DELETE_ROW, own_seeded.tenant, position)
+    tamper(own_seeded.url, SET_PAYLOAD, own_seeded.tenant, 21, b"no header here")
+    alone, _ = exported_bytes(own_seeded, tmp_path / "a.ndjson", 1)
+    shared, _ = exported_bytes(own_seeded, tmp_path / "s.ndjson", 2)
+    assert shared == alone
+    lines = [orjson.loads(line) for line in alone.splitlines()]
+    assert [line["prev_hash"] is None for line in lines[6:8]] == [True, False]
+
+
+def test_a_failing_export_worker_is_reported_and_leaves_no_file(
+    seeded: Seeded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "out.ndjson"
+    monkeypatch.setattr(
+        "eventstore.sqlite.SQLiteLedgerStore.address",
+        lambda self: ("sqlite", str(tmp_path / "missing" / "ledger.db")),
+    )
+    monkeypatch.setattr(
+        "eventstore.postgres.PostgresLedgerStore.address",
+        lambda self: ("postgresql", "postgresql://postgres@127.0.0.1:5432/no_such_database"),
+    )
+    with pytest.raises(ExportFailed, match="an export worker failed"):
+        exported_bytes(seeded, target, workers=2)
+    assert list(tmp_path.iterdir()) == []

@@ -9,7 +9,7 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger.audit import _FIELDS, _line
+from ledger.export_lines import FIELDS, line
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=20),
@@ -23,7 +23,7 @@ def expected(position: int, payload: bytes, prev: str | None, current: str) -> b
     """The line as a plain dict dumped by orjson."""
     header = orjson.loads(payload[: payload.index(b"\n")])
     fields: dict[str, Any] = {"position": position}
-    fields |= {k: header.get(k) if isinstance(header, dict) else None for k in _FIELDS}
+    fields |= {k: header.get(k) if isinstance(header, dict) else None for k in FIELDS}
     fields |= {
         "payload": b2a_base64(payload, newline=False).decode("ascii"),
         "prev_hash": prev,
@@ -34,10 +34,10 @@ def expected(position: int, payload: bytes, prev: str | None, current: str) -> b
 
 @given(
     position=st.integers(1, 2**62),
-    values=st.fixed_dictionaries(dict.fromkeys(("v", "tenant_id", *_FIELDS), json_values)),
-    order=st.permutations(("v", "tenant_id", *_FIELDS)),
+    values=st.fixed_dictionaries(dict.fromkeys(("v", "tenant_id", *FIELDS), json_values)),
+    order=st.permutations(("v", "tenant_id", *FIELDS)),
     extra=st.dictionaries(st.sampled_from(["x", "tenant", "zz"]), json_values, max_size=2),
-    dropped=st.sets(st.sampled_from(_FIELDS), max_size=3),
+    dropped=st.sets(st.sampled_from(FIELDS), max_size=3),
     body=st.binary(max_size=300),
     prev=st.none() | hashes,
     current=hashes,
@@ -58,12 +58,12 @@ def test_a_line_equals_the_dump_of_its_fields(
         {k: v for k, v in values.items() if k not in dropped} | extra,
     ):
         payload = orjson.dumps(header) + b"\n" + body
-        assert _line(position, payload, prev, current) == expected(position, payload, prev, current)
+        assert line(position, payload, prev, current) == expected(position, payload, prev, current)
 
 
 @given(payload=st.binary(max_size=200), current=hashes)
-def test_a_payload_without_a_json_header_still_makes_a_line(payload: bytes, current: str) -> None:
-    line = orjson.loads(_line(7, payload, None, current))
-    assert line["position"] == 7
-    assert line["payload"] == b2a_base64(payload, newline=False).decode("ascii")
-    assert line["hash"] == current
+def test_a_payload_without_a_json_header_still_makes_aline(payload: bytes, current: str) -> None:
+    made = orjson.loads(line(7, payload, None, current))
+    assert made["position"] == 7
+    assert made["payload"] == b2a_base64(payload, newline=False).decode("ascii")
+    assert made["hash"] == current
