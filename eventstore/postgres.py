@@ -392,17 +392,7 @@ class PostgresLedgerStore(LedgerStore):
     def read(
         self, tenant_id: UUID, after: int = 0, limit: int = DEFAULT_PAGE_SIZE
     ) -> list[RecordedEvent]:
-        # Binary tuples, as in `read_chain`: bytea arrives as raw bytes, no row objects.
-        with (
-            self.datastore.get_connection() as conn,
-            conn.cursor(binary=True, row_factory=tuple_row) as curs,
-        ):
-            curs.execute(read_query(MARK), (tenant_id, after, limit), prepare=True)
-            rows: list[tuple[int, UUID, int, str, bytes, bytes]] = curs.fetchall()
-        return [
-            RecordedEvent(tenant_id, position, stream_id, version, topic, payload, digest)
-            for position, stream_id, version, topic, payload, digest in rows
-        ]
+        return self._events(tenant_id, read_query(MARK), (tenant_id, after, limit))
 
     @retry(RETRYABLE, max_attempts=10, wait=0.2)
     def read_range(
@@ -416,6 +406,13 @@ class PostgresLedgerStore(LedgerStore):
         if kinds is not None:
             params = (*params, sorted(kinds))
         statement = range_query(MARK, None if kinds is None else f"= ANY({MARK})")
+        return self._events(tenant_id, statement, params)
+
+    def _events(
+        self, tenant_id: UUID, statement: str, params: Sequence[Any]
+    ) -> list[RecordedEvent]:
+        """Events by a statement selecting (position, stream, version, topic, payload, hash):
+        binary results (bytea as raw bytes, as in `read_chain`) in plain tuples."""
         with (
             self.datastore.get_connection() as conn,
             conn.cursor(binary=True, row_factory=tuple_row) as curs,

@@ -301,6 +301,21 @@ def _select_stream(
         return rows
 
 
+def _recorded(tenant_id: UUID, rows: list[sqlite3.Row]) -> list[RecordedEvent]:
+    return [
+        RecordedEvent(
+            tenant_id=tenant_id,
+            position=r["position"],
+            stream_id=UUID(r["originator_id"]),
+            version=r["originator_version"],
+            topic=r["topic"],
+            payload=_blob(r["payload"]),
+            hash=_blob(r["hash"]),
+        )
+        for r in rows
+    ]
+
+
 class SQLiteLedgerStore(LedgerStore):
     """The event store in one SQLite file (WAL mode), shared by all tenants."""
 
@@ -325,19 +340,7 @@ class SQLiteLedgerStore(LedgerStore):
     def read(
         self, tenant_id: UUID, after: int = 0, limit: int = DEFAULT_PAGE_SIZE
     ) -> list[RecordedEvent]:
-        rows = self._fetch(read_query(MARK), (str(tenant_id), after, limit))
-        return [
-            RecordedEvent(
-                tenant_id=tenant_id,
-                position=r["position"],
-                stream_id=UUID(r["originator_id"]),
-                version=r["originator_version"],
-                topic=r["topic"],
-                payload=_blob(r["payload"]),
-                hash=_blob(r["hash"]),
-            )
-            for r in rows
-        ]
+        return _recorded(tenant_id, self._fetch(read_query(MARK), (str(tenant_id), after, limit)))
 
     def read_range(
         self,
@@ -352,19 +355,7 @@ class SQLiteLedgerStore(LedgerStore):
             wanted = sorted(kinds)
             params += wanted
             test = f"IN ({', '.join(MARK for _ in wanted)})" if wanted else "IS NULL"
-        rows = self._fetch(range_query(MARK, test, "instr"), params)
-        return [
-            RecordedEvent(
-                tenant_id=tenant_id,
-                position=r["position"],
-                stream_id=UUID(r["originator_id"]),
-                version=r["originator_version"],
-                topic=r["topic"],
-                payload=_blob(r["payload"]),
-                hash=_blob(r["hash"]),
-            )
-            for r in rows
-        ]
+        return _recorded(tenant_id, self._fetch(range_query(MARK, test, "instr"), params))
 
     def read_chain(
         self, tenant_id: UUID, after: int = 0, limit: int = DEFAULT_PAGE_SIZE
