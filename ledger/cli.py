@@ -17,6 +17,7 @@ from ledger.audit_cli import audit_app, verify_chain
 from ledger.cli_support import cli_meta, fail, load_settings, opened_ledger
 from ledger.projections_cli import projections_app
 from ledger.rebuild_cli import projections_rebuild
+from ledger.serve_cli import serve
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 db_app = typer.Typer(no_args_is_help=True, help="Database schema (Alembic migrations).")
@@ -27,6 +28,7 @@ app.add_typer(tenant_app, name="tenant")
 app.add_typer(audit_app, name="audit")
 app.add_typer(demo_app, name="demo")
 app.add_typer(projections_app, name="projections")
+app.command("serve")(serve)
 _COMMANDS = (projections_rebuild,)  # registered on projections_app
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -36,6 +36,15 @@ class Settings(BaseSettings):
         le=60,
         description="Seconds a read waits for the read models to reach its min_position.",
     )
+
+    jwt_secret: SecretStr | None = Field(
+        default=None, description="HS256 secret JWTs are signed with (unless a public key is set)."
+    )
+    jwt_public_key: str | None = Field(
+        default=None, description="PEM public key of RS256-signed JWTs (takes precedence)."
+    )
+    jwt_issuer: str | None = Field(default=None, description="Required `iss` of JWTs, if set.")
+    jwt_audience: str | None = Field(default=None, description="Required `aud` of JWTs, if set.")
 
     @field_validator("database_url")
     @classmethod

@@ -1,0 +1,97 @@
+"""Stock levels per SKU and warehouse (`GET /v1/stock-levels`)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel
+
+from api.auth import Principal, permitted
+from api.pages import (
+    Cursor,
+    Limit,
+    MinPosition,
+    Page,
+    decimal_text,
+    decode_cursor,
+    encode_cursor,
+    read_model,
+)
+from projections.stock_levels import stock_levels
+
+router = APIRouter(prefix="/v1", tags=["queries"])
+Reader = Annotated[Principal, Depends(permitted("stock:read"))]
+
+
+class StockLevelItem(BaseModel):
+    sku: str
+    warehouse: str
+    on_hand: str
+    reserved: str
+    available: str
+    incoming: str
+    value: str
+    position: int  # the position of the row's last change
+
+
+class StockLevelPage(Page):
+    items: list[StockLevelItem]
+
+
+PROBLEMS = {
+    401: {"description": "`unauthenticated`"},
+    403: {"description": "`forbidden`: needs `stock:read`"},
+    422: {"description": "`validation-error`"},
+    503: {"description": "`projection-lagging`: `min_position` not reached in time"},
+}
+
+
+@router.get(
+    "/stock-levels",
+    response_model=StockLevelPage,
+    summary="On hand, reserved, available, incoming and value per SKU and warehouse",
+    responses=PROBLEMS,  # type: ignore[arg-type]
+)
+def list_stock_levels(
+    request: Request,
+    caller: Reader,
+    sku: str | None = None,
+    warehouse: str | None = None,
+    changed_after: Annotated[
+        int | None, Query(ge=0, description="Only rows changed after this position.")
+    ] = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+    min_position: MinPosition = None,
+) -> StockLevelPage:
+    after = None if cursor is None else decode_cursor(cursor, 2)
+    with read_model(request, caller.tenant_id, "stock_levels", min_position) as (conn, at):
+        rows = stock_levels(
+            conn,
+            caller.tenant_id,
+            sku=sku,
+            warehouse=warehouse,
+            changed_after=changed_after,
+            after=None if after is None else (str(after[0]), str(after[1])),
+            limit=limit + 1,
+        )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return StockLevelPage(
+        items=[
+            StockLevelItem(
+                sku=r.sku,
+                warehouse=r.warehouse,
+                on_hand=decimal_text(r.on_hand),
+                reserved=decimal_text(r.reserved),
+                available=decimal_text(r.available),
+                incoming=decimal_text(r.incoming),
+                value=decimal_text(r.value),
+                position=r.position,
+            )
+            for r in rows
+        ],
+        next_cursor=encode_cursor((rows[-1].sku, rows[-1].warehouse)) if more else None,
+        position=at,
+    )
