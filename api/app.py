@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from api import problems
 from api.auth import verifier
 from api.context import RequestIds
-from api.routes import health, stock_levels
+from api.routes import api_keys, health, stock_levels
 from ledger.read_side import ReadSide, read_engine
 from ledger.settings import Settings
 from ledger.wiring import Ledger, check_schema
@@ -49,4 +49,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     problems.install(app)
     app.include_router(health.router)
     app.include_router(stock_levels.router)
+    app.include_router(api_keys.router)
     return app

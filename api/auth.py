@@ -1,5 +1,5 @@
-"""Who is calling: a bearer JWT (HS256 secret or RS256 public key from settings), its tenant
-and roles, and the permissions those roles grant."""
+"""Who is calling: a bearer API key of a tenant or a JWT (HS256 secret or RS256 public key from
+settings), its tenant and roles, and the permissions those roles grant."""
 
 from __future__ import annotations
 
@@ -12,19 +12,11 @@ import jwt
 from fastapi import Depends, Request
 
 from api.problems import Problem
+from domain.access import DEFAULT_ROLES, is_key, parse_key
+from domain.errors import NotFound
+from domain.tenant import Tenant
 from ledger.settings import Settings
 
-#: The default role -> permissions map of the contract (a tenant may change it).
-DEFAULT_ROLES: dict[str, frozenset[str]] = {
-    "admin": frozenset({"*"}),
-    "warehouse_operator": frozenset({"stock:read", "stock:write", "catalog:read"}),
-    "purchasing_agent": frozenset({"stock:read", "catalog:read", "po:write"}),
-    "sales": frozenset({"stock:read", "catalog:read", "so:write"}),
-    "auditor": frozenset({"stock:read", "catalog:read", "audit:read"}),
-    "integrator": frozenset(
-        {"stock:read", "stock:write", "catalog:read", "catalog:write", "po:write", "so:write"}
-    ),
-}
 REQUIRED_CLAIMS = ("sub", "tenant_id", "roles", "exp")
 
 
@@ -100,8 +92,28 @@ def authenticated(request: Request) -> Principal:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Problem("unauthenticated", "send Authorization: Bearer <credential>")
+    token = token.strip()
+    if is_key(token):
+        return _api_key(request, token)
     verify: Callable[[str], Principal] = request.app.state.verify
-    return verify(token.strip())
+    return verify(token)
+
+
+def _api_key(request: Request, token: str) -> Principal:
+    """The tenant's active key this token is (its tenant read from the ledger)."""
+    presented = parse_key(token)
+    if presented is None:
+        raise Problem("unauthenticated", "the API key is malformed")
+    tenant_id = presented.tenant_id
+    tenant: Tenant | None
+    try:
+        tenant = request.app.state.ledger.app(tenant_id).load(tenant_id, Tenant)
+    except NotFound:
+        tenant = None
+    key = None if tenant is None else tenant.authenticate(presented.key_id, presented.secret)
+    if key is None:
+        raise Problem("unauthenticated", "the API key is unknown or revoked")
+    return Principal(tenant_id, key.key_id, "api_key", key.roles)
 
 
 Caller = Annotated[Principal, Depends(authenticated)]

@@ -11,7 +11,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from eventsourcing.domain import Aggregate
 
-from domain.errors import ValidationFailed
+from domain.access import (
+    DEFAULT_ROLES,
+    ApiKey,
+    digest,
+    matches,
+    new_key,
+    validate_key_name,
+    validate_roles,
+)
+from domain.errors import NotFound, ValidationFailed
 from domain.ids import tenant_id_for
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
@@ -75,6 +84,33 @@ class Tenant(Aggregate):
             for name, value in self.changes.items():
                 setattr(aggregate, name, value)
 
+    class ApiKeyIssued(Aggregate.Event):
+        """An API key was issued: its id, name, roles and the SHA-256 of its secret."""
+
+        key_id: str
+        name: str
+        roles: list[str]
+        secret_digest: str
+
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, Tenant)
+            aggregate.keys()[self.key_id] = {
+                "name": self.name,
+                "roles": list(self.roles),
+                "secret_digest": self.secret_digest,
+                "issued_at": self.timestamp,
+                "revoked_at": None,
+            }
+
+    class ApiKeyRevoked(Aggregate.Event):
+        """An API key was revoked: it authenticates nothing from now on."""
+
+        key_id: str
+
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, Tenant)
+            aggregate.keys()[self.key_id]["revoked_at"] = self.timestamp
+
     def __init__(self, slug: str, name: str, timezone: str) -> None:
         self.slug = slug
         self.name = name
@@ -105,6 +141,58 @@ class Tenant(Aggregate):
             changes["period_lock_date"] = period_lock_date
         if changes:
             self.trigger_event(self.SettingsChanged, changes=changes)
+
+    def keys(self) -> dict[str, dict[str, Any]]:
+        """The recorded API keys by id (a tenant from before keys existed has none)."""
+        found: dict[str, dict[str, Any]] = self.__dict__.setdefault("issued_keys", {})
+        return found
+
+    def api_keys(self) -> list[ApiKey]:
+        return [
+            ApiKey(
+                key_id,
+                str(key["name"]),
+                tuple(key["roles"]),
+                key["issued_at"],
+                key["revoked_at"],
+            )
+            for key_id, key in sorted(self.keys().items(), key=lambda item: item[1]["issued_at"])
+        ]
+
+    def issue_api_key(self, name: str, roles: list[str]) -> str:
+        """Issues a key with these roles; returns the whole key (its secret is not kept)."""
+        checked_name = validate_key_name(name)
+        checked_roles = validate_roles(roles, DEFAULT_ROLES)
+        key_id, secret, key = new_key(self.id)
+        while key_id in self.keys():
+            key_id, secret, key = new_key(self.id)
+        self.trigger_event(
+            self.ApiKeyIssued,
+            key_id=key_id,
+            name=checked_name,
+            roles=checked_roles,
+            secret_digest=digest(secret),
+        )
+        return key
+
+    def revoke_api_key(self, key_id: str) -> None:
+        """Revokes an active key (`NotFound` for an unknown one; a revoked one stays so)."""
+        key = self.keys().get(key_id)
+        if key is None:
+            raise NotFound(f"API key {key_id!r} not found")
+        if key["revoked_at"] is None:
+            self.trigger_event(self.ApiKeyRevoked, key_id=key_id)
+
+    def authenticate(self, key_id: str, secret: str) -> ApiKey | None:
+        """The active key with this id and secret, else None."""
+        key = self.keys().get(key_id)
+        if (
+            key is None
+            or key["revoked_at"] is not None
+            or not matches(secret, key["secret_digest"])
+        ):
+            return None
+        return next(k for k in self.api_keys() if k.key_id == key_id)
 
     @classmethod
     def register(cls, slug: str, name: str | None = None, timezone: str = "UTC") -> Tenant:

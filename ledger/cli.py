@@ -13,6 +13,7 @@ from domain.ids import tenant_id_for
 from domain.tenant import Tenant
 from eventstore.store import LedgerStore
 from ledger import demo, migrate
+from ledger.apikey_cli import apikey_app
 from ledger.audit_cli import audit_app, verify_chain
 from ledger.cli_support import cli_meta, fail, load_settings, opened_ledger
 from ledger.projections_cli import projections_app
@@ -28,6 +29,7 @@ app.add_typer(tenant_app, name="tenant")
 app.add_typer(audit_app, name="audit")
 app.add_typer(demo_app, name="demo")
 app.add_typer(projections_app, name="projections")
+app.add_typer(apikey_app, name="apikey")
 app.command("serve")(serve)
 _COMMANDS = (projections_rebuild,)  # registered on projections_app
 
