@@ -10,7 +10,15 @@ from fastapi import FastAPI
 from api import problems
 from api.auth import verifier
 from api.context import RequestIds
-from api.routes import api_keys, health, stock_levels
+from api.routes import (
+    api_keys,
+    catalog,
+    health,
+    purchase_orders,
+    sales_orders,
+    stock,
+    stock_levels,
+)
 from ledger.read_side import ReadSide, read_engine
 from ledger.settings import Settings
 from ledger.wiring import Ledger, check_schema
@@ -50,4 +58,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(stock_levels.router)
     app.include_router(api_keys.router)
+    app.include_router(catalog.router)
+    app.include_router(stock.router)
+    app.include_router(purchase_orders.router)
+    app.include_router(sales_orders.router)
     return app

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 from typing import Annotated, Any
@@ -55,22 +55,29 @@ def decode_cursor(cursor: str, size: int) -> tuple[Any, ...]:
 
 
 def decimal_text(value: Decimal) -> str:
-    """A decimal as the contract writes it: plain digits, never an exponent."""
-    return format(value, "f")
+    """A decimal as the contract writes it: plain digits, no exponent, no trailing zeros (a
+    PostgreSQL NUMERIC arrives padded to its column's scale)."""
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text
 
 
 @contextmanager
 def read_model(
-    request: Request, tenant_id: UUID, projection: str, min_position: int | None
+    request: Request,
+    tenant_id: UUID,
+    projection: str | Sequence[str],
+    min_position: int | None,
 ) -> Iterator[tuple[Connection, int]]:
     """A read transaction limited to the tenant (row-level security on PostgreSQL) and the
-    position the projection reflects in it, once it has reached `min_position`."""
+    position the projection(s) it reads reflect (the lowest of them), once every one of them
+    has reached `min_position`."""
+    names = [projection] if isinstance(projection, str) else list(projection)
     engine = request.app.state.engine
     if min_position:
         timeout = request.app.state.settings.min_position_timeout
-        wait_for_position(
-            engine, tenant_id, min_position, projections=[projection], timeout=timeout
-        )
+        wait_for_position(engine, tenant_id, min_position, projections=names, timeout=timeout)
     with engine.begin() as conn:
         tenant_scope(conn, tenant_id)
-        yield conn, tracked(conn, tenant_id, [projection])[projection]
+        yield conn, min(tracked(conn, tenant_id, names).values())

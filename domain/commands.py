@@ -186,6 +186,8 @@ class CommandApplication(TenantApplication):
             meta = replace(meta, idempotency_key=f"generated:{uuid.uuid4()}")
         key = meta.idempotency_key
         assert key is not None
+        if meta.effective_at is not None:  # another business time is another request
+            request = {**request, "effective_at": meta.effective_at.isoformat()}
         digest = fingerprint(command, request)
         earlier = self._recorded(key, digest, replay)
         if earlier is not None:

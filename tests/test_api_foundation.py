@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -24,6 +25,7 @@ from sqlalchemy import Engine
 from typer.testing import CliRunner
 
 from api.app import create_app
+from api.pages import decimal_text
 from domain.ids import tenant_id_for
 from ledger.cli import app as cli
 from ledger.settings import Settings
@@ -153,7 +155,7 @@ def test_stock_levels_are_the_callers_tenants_only(
         with engine.connect() as conn:
             expected = stock_levels(conn, tenant, limit=1000)
         assert [(i["sku"], i["warehouse"], i["on_hand"], i["value"]) for i in page["items"]] == [
-            (r.sku, r.warehouse, format(r.on_hand, "f"), format(r.value, "f")) for r in expected
+            (r.sku, r.warehouse, decimal_text(r.on_hand), decimal_text(r.value)) for r in expected
         ]
         assert expected
     a, b = (
@@ -312,3 +314,20 @@ def test_rs256_tokens_are_checked_with_the_public_key(
         assert client.get("/v1/stock-levels", headers=bearer(signed)).status_code == 200
         for refused in (wrong_audience, hs256):
             assert client.get("/v1/stock-levels", headers=bearer(refused)).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        ("5.000000000000", "5"),
+        ("12.500", "12.5"),
+        ("100", "100"),
+        ("1E+2", "100"),
+        ("0.000", "0"),
+        ("-0.000", "0"),
+        ("-3.140", "-3.14"),
+        ("0.000001", "0.000001"),
+    ],
+)
+def test_decimals_are_written_plainly(value: str, text: str) -> None:
+    assert decimal_text(Decimal(value)) == text

@@ -13,7 +13,7 @@ from domain.access import parse_key
 from ledger.cli import app as cli
 from ledger.settings import Settings
 from tests.conftest import open_store
-from tests.test_api_foundation import SECRET, bearer, runner, seed, token
+from tests.test_api_foundation import SECRET, bearer, head, runner, seed, token
 
 
 @pytest.fixture
@@ -43,8 +43,12 @@ def cli_key(url: str, tenant: UUID, *roles: str) -> str:
     return result.stdout.strip().splitlines()[-1]
 
 
-def levels(client: TestClient, credential: str) -> tuple[int, list[dict[str, str]]]:
-    response = client.get("/v1/stock-levels", headers=bearer(credential))
+def levels(
+    client: TestClient, credential: str, min_position: int = 0
+) -> tuple[int, list[dict[str, str]]]:
+    response = client.get(
+        "/v1/stock-levels", params={"min_position": min_position}, headers=bearer(credential)
+    )
     return response.status_code, response.json().get("items", [])
 
 
@@ -53,10 +57,11 @@ def test_a_cli_key_authenticates_as_its_tenant_with_its_roles(
 ) -> None:
     a_key = cli_key(database_url, tenants[0], "auditor")
     b_key = cli_key(database_url, tenants[1], "auditor")
-    a_status, a_items = levels(client, a_key)
-    b_status, b_items = levels(client, b_key)
+    a_head, b_head = (head(database_url, t) for t in tenants)
+    a_status, a_items = levels(client, a_key, a_head)
+    b_status, b_items = levels(client, b_key, b_head)
     assert (a_status, b_status) == (200, 200)
-    a_jwt = levels(client, token(tenants[0], ["auditor"]))[1]
+    a_jwt = levels(client, token(tenants[0], ["auditor"]), a_head)[1]
     assert a_items == a_jwt
     assert a_items != b_items
     no_read = cli_key(database_url, tenants[0], "purchasing_agent")

@@ -9,9 +9,8 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
 from api.auth import Principal, permitted
-from api.context import request_id_of
+from api.commands import command_meta
 from api.pages import Page
-from domain.metadata import Actor, EventMetadata
 from domain.tenant import Tenant
 
 router = APIRouter(prefix="/v1/api-keys", tags=["administration"])
@@ -50,11 +49,6 @@ class KeyPage(Page):
     items: list[KeyItem]
 
 
-def _meta(request: Request, caller: Principal) -> EventMetadata:
-    actor = Actor(kind=caller.kind, id=caller.subject, roles=caller.roles)  # type: ignore[arg-type]
-    return EventMetadata(actor=actor, request_id=request_id_of(request))
-
-
 def _tenant(request: Request, caller: Principal) -> Tenant:
     app = request.app.state.ledger.app(caller.tenant_id)
     found: Tenant = app.load(caller.tenant_id, Tenant)
@@ -63,7 +57,7 @@ def _tenant(request: Request, caller: Principal) -> Tenant:
 
 def _saved(request: Request, caller: Principal, tenant: Tenant) -> int:
     app = request.app.state.ledger.app(caller.tenant_id)
-    recordings = app.record(tenant, meta=_meta(request, caller))
+    recordings = app.record(tenant, meta=command_meta(request, caller, None))
     return int(max(r.notification.id for r in recordings))
 
 

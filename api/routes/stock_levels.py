@@ -22,6 +22,8 @@ from projections.stock_levels import stock_levels
 
 router = APIRouter(prefix="/v1", tags=["queries"])
 Reader = Annotated[Principal, Depends(permitted("stock:read"))]
+#: Stock levels, and for `available` the lots and the bins (pickable or not).
+READS = ("stock_levels", "lots", "catalog")
 
 
 class StockLevelItem(BaseModel):
@@ -66,7 +68,7 @@ def list_stock_levels(
     min_position: MinPosition = None,
 ) -> StockLevelPage:
     after = None if cursor is None else decode_cursor(cursor, 2)
-    with read_model(request, caller.tenant_id, "stock_levels", min_position) as (conn, at):
+    with read_model(request, caller.tenant_id, READS, min_position) as (conn, at):
         rows = stock_levels(
             conn,
             caller.tenant_id,
