@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
 
 .PHONY: setup run test lint bench clean
 
@@ -21,6 +23,8 @@ run: setup
 	$(BIN)/ledger projections status
 	$(BIN)/ledger tenant list
 	$(BIN)/ledger audit verify --tenant demo
+	$(BIN)/ledger apikey create --tenant demo --name "make run" --role admin
+	$(BIN)/ledger serve --host $(HOST) --port $(PORT)
 
 lint: setup
 	$(BIN)/ruff check .

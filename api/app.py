@@ -14,9 +14,11 @@ from api.routes import (
     api_keys,
     catalog,
     health,
+    insights,
     purchase_orders,
     sales_orders,
     stock,
+    stock_history,
     stock_levels,
 )
 from ledger.read_side import ReadSide, read_engine
@@ -57,6 +59,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     problems.install(app)
     app.include_router(health.router)
     app.include_router(stock_levels.router)
+    app.include_router(stock_history.router)
+    app.include_router(insights.router)
     app.include_router(api_keys.router)
     app.include_router(catalog.router)
     app.include_router(stock.router)
