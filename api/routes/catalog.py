@@ -247,7 +247,7 @@ class Lookup(BaseModel):
 
 
 def _text(value: Decimal | None) -> str | None:
-    return None if value is None else decimal_text(_canonical(value))
+    return None if value is None else decimal_text(value)
 
 
 def _barcode(value: Any) -> Barcode:

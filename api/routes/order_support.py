@@ -305,8 +305,8 @@ def _quantities(values: tuple[LineQuantity, ...]) -> list[LineQuantityOut]:
 
 
 def _text(value: Decimal | None) -> str:
-    """A read model's decimal by its value (a database may pad it to its column's scale)."""
-    return decimal_text((value if value is not None else ZERO).normalize())
+    """A read model's decimal (none counts as zero)."""
+    return decimal_text(value if value is not None else ZERO)
 
 
 def _purchase(order: Order) -> PurchaseOrderOut:
