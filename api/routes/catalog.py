@@ -3,8 +3,6 @@ names (`/v1/products`, `/v1/warehouses`, `/v1/warehouses/{code}/bins`, `/v1/look
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -34,8 +32,6 @@ from projections.catalog import bins as bin_rows
 from projections.catalog import products as product_rows
 from projections.catalog import warehouses as warehouse_rows
 from projections.lots import lots as lot_rows
-from projections.tenancy import tenant_scope
-from projections.waiting import tracked, wait_for_position
 
 router = APIRouter(prefix="/v1", tags=["catalog"])
 Reader = Annotated[Principal, Depends(permitted("catalog:read"))]
@@ -566,23 +562,6 @@ def list_bins(
 # -- lookup -----------------------------------------------------------------------------------
 
 
-@contextmanager
-def _catalog_and_lots(
-    request: Request, caller: Principal, min_position: int | None
-) -> Iterator[tuple[Connection, int]]:
-    """One read transaction over the catalog and the lots, at the lower of their positions."""
-    names = ["catalog", "lots"]
-    engine = request.app.state.engine
-    if min_position:
-        timeout = request.app.state.settings.min_position_timeout
-        wait_for_position(
-            engine, caller.tenant_id, min_position, projections=names, timeout=timeout
-        )
-    with engine.begin() as conn:
-        tenant_scope(conn, caller.tenant_id)
-        yield conn, min(tracked(conn, caller.tenant_id, names).get(n, 0) for n in names)
-
-
 def _by_barcode(
     conn: Connection, caller: Principal, code: str
 ) -> tuple[ProductItem, Barcode] | None:
@@ -614,7 +593,7 @@ def lookup(
     code: Annotated[str, Query(min_length=1, max_length=255, description="The scanned code.")],
     min_position: MinPosition = None,
 ) -> Lookup:
-    with _catalog_and_lots(request, caller, min_position) as (conn, at):
+    with read_model(request, caller.tenant_id, ("catalog", "lots"), min_position) as (conn, at):
         product: ProductItem | None = None
         barcode: Barcode | None = None
         views = product_rows(conn, caller.tenant_id, sku=code, limit=1)
