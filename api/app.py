@@ -7,12 +7,15 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import problems
+from api import observability, problems
 from api.auth import verifier
 from api.context import RequestIds
 from api.routes import (
+    admin,
     api_keys,
     catalog,
+    exports,
+    feed,
     health,
     insights,
     purchase_orders,
@@ -20,6 +23,8 @@ from api.routes import (
     stock,
     stock_history,
     stock_levels,
+    trace,
+    webhooks,
 )
 from ledger.read_side import ReadSide, read_engine
 from ledger.settings import Settings
@@ -57,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.verify = verifier(settings)
     app.add_middleware(RequestIds)
     problems.install(app)
+    observability.install(app)
     app.include_router(health.router)
     app.include_router(stock_levels.router)
     app.include_router(stock_history.router)
@@ -66,4 +72,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(stock.router)
     app.include_router(purchase_orders.router)
     app.include_router(sales_orders.router)
+    app.include_router(trace.router)
+    app.include_router(feed.router)
+    app.include_router(exports.router)
+    app.include_router(admin.router)
+    app.include_router(webhooks.router)
     return app

@@ -46,6 +46,18 @@ class Settings(BaseSettings):
     jwt_issuer: str | None = Field(default=None, description="Required `iss` of JWTs, if set.")
     jwt_audience: str | None = Field(default=None, description="Required `aud` of JWTs, if set.")
 
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="Accept webhook URLs resolving to private, loopback or link-local addresses"
+        " (tests and on-premises use).",
+    )
+    rate_limit_per_second: int = Field(
+        default=100,
+        ge=1,
+        description="Requests per second a tenant may make, unless its own settings say otherwise.",
+    )
+    log_requests: bool = Field(default=True, description="Log one JSON line per request.")
+
     @field_validator("database_url")
     @classmethod
     def _known_scheme(cls, url: str) -> str:
