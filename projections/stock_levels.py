@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any, cast
 from uuid import UUID
 
-from sqlalchemy import Connection, Table, bindparam, insert, or_, select, tuple_, update
+from sqlalchemy import Connection, Table, bindparam, insert, select, tuple_, update
 
 from projections.alerts import available
 from projections.events import LedgerEvent
@@ -27,6 +27,8 @@ ORDER_KINDS = frozenset(
     f"PurchaseOrder.{name}" for name in ("Created", "Submitted", "Received", "Closed", "Cancelled")
 )
 Key = tuple[str, str]  # (SKU, warehouse)
+#: Row values per IN list when a batch loads its stored levels.
+SLICE = 1000
 LEVEL_COLUMNS = ("stream_id", "on_hand", "reserved", "value", "incoming", "last_position")
 
 
@@ -219,12 +221,19 @@ def _load(conn: Connection, tenant_id: UUID, events: Sequence[LedgerEvent]) -> _
             keys.update((x["sku"], e.data["warehouse"]) for x in e.data["lines"])
     if not streams and not keys:
         return batch
-    rows = conn.execute(
-        select(TABLE).where(
-            TABLE.c.tenant_id == tenant_id,
-            or_(TABLE.c.stream_id.in_(streams), tuple_(TABLE.c.sku, TABLE.c.warehouse).in_(keys)),
-        )
-    )
+    # In slices: one IN list of many thousand row values exhausts PostgreSQL's stack.
+    stream_list, key_list = list(streams), list(keys)
+    wanted = [
+        TABLE.c.stream_id.in_(stream_list[i : i + SLICE]) for i in range(0, len(stream_list), SLICE)
+    ] + [
+        tuple_(TABLE.c.sku, TABLE.c.warehouse).in_(key_list[i : i + SLICE])
+        for i in range(0, len(key_list), SLICE)
+    ]
+    rows = [
+        r
+        for condition in wanted
+        for r in conn.execute(select(TABLE).where(TABLE.c.tenant_id == tenant_id, condition))
+    ]
     for r in rows:
         batch.levels[(r.sku, r.warehouse)] = _Level(
             **{n: getattr(r, n) for n in LEVEL_COLUMNS}, stored=True

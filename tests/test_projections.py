@@ -23,6 +23,7 @@ from domain.sales_orders import LedgerApplication
 from domain.stock_state import Conditions
 from eventstore.store import LedgerStore
 from ledger import demo
+from projections import stock_levels as stock_levels_module
 from projections.audit_log import AuditLog, audit_log
 from projections.catalog import Catalog
 from projections.events import LedgerEvent, decode
@@ -219,6 +220,16 @@ def test_stock_levels_lots_and_movements_equal_the_fold_of_the_events(
     check_audit_log(engine, store, app.tenant_id)
     progress = next(p for p in runner.progress() if p.tenant_id == app.tenant_id)
     assert (progress.lag, progress.failed_at) == (0, None)
+
+
+def test_stock_levels_load_a_batchs_stored_rows_in_slices(
+    store: LedgerStore, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stock_levels_module, "SLICE", 2)
+    app = seeded(store, 300)
+    runner = Runner(store, engine, [StockLevels(), Lots(), Catalog()], batch_size=61)
+    runner.run_tenant(app.tenant_id)
+    assert projected(engine, app.tenant_id) == folded(app)
 
 
 def test_running_again_or_delivering_a_batch_twice_changes_nothing(
