@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
@@ -15,13 +14,14 @@ from zoneinfo import ZoneInfo
 
 import orjson
 from eventsourcing.application import AggregateNotFoundError
-from eventsourcing.domain import MutableOrImmutableAggregate
-from eventsourcing.persistence import InfrastructureFactory, IntegrityError
+from eventsourcing.domain import DomainEventProtocol, MutableOrImmutableAggregate
+from eventsourcing.persistence import InfrastructureFactory, IntegrityError, Recording
 
 from domain.application import SNAPSHOTTED, TenantApplication
 from domain.catalog import Product, Warehouse, product_id, warehouse_id
 from domain.errors import (
     ConcurrencyConflict,
+    DomainError,
     IdempotencyKeyReused,
     InsufficientStock,
     NotFound,
@@ -33,6 +33,8 @@ from domain.idempotency import (
     IdempotencyKeyTaken,
     IdempotencyLookup,
     IdempotencyRecord,
+    KeyClaims,
+    LocalKeyClaims,
     fingerprint,
 )
 from domain.lots import Lot, lot_id
@@ -136,6 +138,33 @@ class Result(Protocol):
 
 R = TypeVar("R", bound=Result)
 
+
+class CommandObserver(Protocol):
+    """Told what commands do (for metrics); the domain knows nothing of how it is measured."""
+
+    def command_finished(self, command: str, outcome: str) -> None:
+        """A command ended: "applied", "replayed", "refused" (a rule) or "failed"."""
+
+    def events_appended(self, count: int) -> None:
+        """A save appended `count` events."""
+
+    def concurrency_retry(self, command: str) -> None:
+        """A command lost an optimistic-concurrency race and runs again."""
+
+
+class Unobserved:
+    """The observer of a process that measures nothing."""
+
+    def command_finished(self, command: str, outcome: str) -> None:
+        pass
+
+    def events_appended(self, count: int) -> None:
+        pass
+
+    def concurrency_retry(self, command: str) -> None:
+        pass
+
+
 # Commands that configure the ledger rather than record what happened in a warehouse: they
 # take effect when recorded, so they take no business time of their own.
 CONFIGURATION = frozenset(
@@ -160,6 +189,20 @@ class CommandApplication(TenantApplication):
             tenant_id, factory, snapshot_interval=snapshot_interval, snapshotted=snapshotted
         )
         self.clock = clock
+        # Set by the composition root: who is told what commands do, and who holds their keys.
+        self.observer: CommandObserver = Unobserved()
+        self.key_claims: KeyClaims = LocalKeyClaims()
+
+    def save(
+        self,
+        *objs: MutableOrImmutableAggregate[UUID] | DomainEventProtocol[UUID] | None,
+        **kwargs: Any,
+    ) -> list[Recording[UUID]]:
+        """The tenant's save, telling the observer how many events it appended."""
+        recordings = super().save(*objs, **kwargs)
+        if recordings:
+            self.observer.events_appended(len(recordings))
+        return recordings
 
     # -- the command pattern ----------------------------------------------------------------------
 
@@ -181,17 +224,56 @@ class CommandApplication(TenantApplication):
 
         `action` loads what it needs, decides, and returns the changed aggregates and the
         result; they are saved in one atomic save with the idempotency record of the result.
+        While it runs, the client's key is claimed: the same key again is refused as in progress.
         """
-        if meta.idempotency_key is None:
-            meta = replace(meta, idempotency_key=f"generated:{uuid.uuid4()}")
-        key = meta.idempotency_key
-        assert key is not None
         if meta.effective_at is not None:  # another business time is another request
             request = {**request, "effective_at": meta.effective_at.isoformat()}
         digest = fingerprint(command, request)
+        try:
+            result = self._once(command, meta, digest, action, replay)
+        except DomainError:
+            self.observer.command_finished(command, "refused")
+            raise
+        except Exception:
+            self.observer.command_finished(command, "failed")
+            raise
+        replayed = bool(getattr(result, "replayed", False))
+        self.observer.command_finished(command, "replayed" if replayed else "applied")
+        return result
+
+    def _once(
+        self,
+        command: str,
+        meta: EventMetadata,
+        digest: bytes,
+        action: Callable[[], tuple[Aggregates, R]],
+        replay: Callable[[IdempotencyRecord], R],
+    ) -> R:
+        """The recorded outcome of the key, or the command run under the claimed key (without
+        a key: the command, deduplicated by nothing)."""
+        key = meta.idempotency_key
+        if key is None:
+            return self._decide(command, meta, digest, action, replay)
         earlier = self._recorded(key, digest, replay)
         if earlier is not None:
             return earlier
+        with self.key_claims.claim(self.tenant_id, key):
+            # The first request may have finished between the look-up and the claim.
+            earlier = self._recorded(key, digest, replay)
+            if earlier is not None:
+                return earlier
+            return self._decide(command, meta, digest, action, replay)
+
+    def _decide(
+        self,
+        command: str,
+        meta: EventMetadata,
+        digest: bytes,
+        action: Callable[[], tuple[Aggregates, R]],
+        replay: Callable[[IdempotencyRecord], R],
+    ) -> R:
+        """Runs the action and saves what it changed, again after each lost race."""
+        key = meta.idempotency_key
         if meta.effective_at is not None:
             if command in CONFIGURATION:
                 raise ValidationFailed(
@@ -201,16 +283,18 @@ class CommandApplication(TenantApplication):
         for attempt in range(MAX_ATTEMPTS):
             aggregates, result = action()
             aggregates = [*aggregates, *self.follow_reservations(aggregates)]
-            record = IdempotencyRecord(key, digest, result.outcome())
+            record = None if key is None else IdempotencyRecord(key, digest, result.outcome())
             try:
                 recordings = self.save(*aggregates, meta=meta, idempotency=record)
             except IdempotencyKeyTaken:
+                assert key is not None  # only a recorded key can be taken
                 again = self._recorded(key, digest, replay)
                 assert again is not None
                 return again
             except IntegrityError:
                 # Another writer changed a stream first: wait a little (jittered, growing, so
                 # the losers of one race do not collide again at once), load again and retry.
+                self.observer.concurrency_retry(command)
                 time.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))  # noqa: S311
                 continue
             position = (

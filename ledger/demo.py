@@ -30,6 +30,7 @@ from ledger.demo_catalog import (
     CUSTOMERS,
     DAYS,
     DOCK,
+    KEY_PREFIX,
     OVERSTOCK_CASES,
     PICKABLE,
     QUARANTINE,
@@ -138,7 +139,11 @@ class Seeder:
         self.tick += 1
         at = min(self.began + self.step * self.tick, self.app.clock())
         configures = command.__name__ in CONFIGURATION  # takes effect when recorded
-        meta = replace(self.meta, idempotency_key=None, effective_at=None if configures else at)
+        meta = replace(
+            self.meta,
+            idempotency_key=f"{KEY_PREFIX}{self.tick}",  # as a careful client sends them
+            effective_at=None if configures else at,
+        )
         try:
             result = command(*args, meta, **kwargs)
         except DomainError as error:

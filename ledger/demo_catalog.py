@@ -5,6 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, NamedTuple
 
+#: Each demo command's idempotency key is this and its number: new in the tenant it fills.
+KEY_PREFIX = "demo-"
 TIMEZONE = "Europe/Berlin"
 DAYS = 7  # the activity is spread over the last week of business time
 DOCK, QUARANTINE = "IN-01", "QA-01"
