@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
@@ -12,11 +14,19 @@ from eventsourcing.domain import Aggregate
 from domain.allocation import RemovalPolicy
 from domain.errors import AlreadyExists, StockOnHand, ValidationFailed
 from domain.ids import stream_id
-from domain.quantities import MAX_DECIMALS, counted_quantity
-from domain.tenant import validate_name, validate_timezone
+from domain.quantities import MAX_DECIMALS, counted_quantity, quantity
+from domain.tenant_settings import validate_name, validate_timezone
 from domain.values import Bin
 
-__all__ = ["Bin", "Product", "ProductRules", "Warehouse"]
+__all__ = [
+    "BarcodeClaim",
+    "BarcodeKind",
+    "BarcodeTaken",
+    "Bin",
+    "Product",
+    "ProductRules",
+    "Warehouse",
+]
 
 MAX_CODE_LENGTH = 64
 
@@ -34,6 +44,95 @@ def product_id(tenant_id: UUID, sku: str) -> UUID:
 
 def warehouse_id(tenant_id: UUID, code: str) -> UUID:
     return stream_id(tenant_id, "warehouse", code)
+
+
+def barcode_id(tenant_id: UUID, code: str) -> UUID:
+    return stream_id(tenant_id, "barcode", code)
+
+
+class BarcodeKind(StrEnum):
+    """The symbology of a barcode; GS1 numbers (EAN, UPC, GTIN) carry a check digit."""
+
+    EAN13 = "ean13"
+    EAN8 = "ean8"
+    UPC_A = "upc_a"
+    GTIN14 = "gtin14"
+    CODE128 = "code128"
+    QR = "qr"
+    DATAMATRIX = "datamatrix"
+    OTHER = "other"
+
+
+#: The digits of each GS1 kind, the last of them a check digit.
+GS1_LENGTHS = {
+    BarcodeKind.EAN13: 13,
+    BarcodeKind.EAN8: 8,
+    BarcodeKind.UPC_A: 12,
+    BarcodeKind.GTIN14: 14,
+}
+
+
+class BarcodeTaken(AlreadyExists):
+    """A barcode (or a SKU) already names another product of the tenant."""
+
+    def __init__(self, message: str, code: str, holder: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.holder = holder
+
+
+def gs1_check_digit(digits: str) -> int:
+    """The GS1 check digit of the digits before it: weights 3, 1, 3, ... from the right."""
+    total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(digits)))
+    return (10 - total % 10) % 10
+
+
+def validated_barcodes(values: Any, decimals: int) -> list[dict[str, Any]]:
+    """Barcodes as recorded: `{code, kind, pack_quantity}`, codes distinct, check digits right."""
+    if not isinstance(values, Sequence) or isinstance(values, str):
+        raise ValidationFailed("barcodes", "must be a list")
+    found: list[dict[str, Any]] = []
+    for index, value in enumerate(values):
+        barcode = _barcode(f"barcodes.{index}", value, decimals)
+        if any(b["code"] == barcode["code"] for b in found):
+            raise ValidationFailed(f"barcodes.{index}.code", f"{barcode['code']!r} is listed twice")
+        found.append(barcode)
+    return found
+
+
+def _barcode(field: str, value: Any, decimals: int) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValidationFailed(field, "must be an object with a code")
+    unknown = sorted(set(value) - {"code", "kind", "pack_quantity"})
+    if unknown:
+        raise ValidationFailed(f"{field}.{unknown[0]}", "is not a barcode field")
+    code = value.get("code")
+    if not isinstance(code, str):
+        raise ValidationFailed(f"{field}.code", "must be a string")
+    validate_code(f"{field}.code", code)
+    try:
+        kind = BarcodeKind(value.get("kind") or BarcodeKind.OTHER)
+    except ValueError:
+        known = ", ".join(k.value for k in BarcodeKind)
+        raise ValidationFailed(f"{field}.kind", f"must be one of {known}") from None
+    _check_symbology(f"{field}.code", code, kind)
+    pack = value.get("pack_quantity")
+    pack_quantity = (
+        Decimal(1) if pack is None else quantity(pack, decimals, f"{field}.pack_quantity")
+    )
+    return {"code": code, "kind": kind.value, "pack_quantity": pack_quantity}
+
+
+def _check_symbology(field: str, code: str, kind: BarcodeKind) -> None:
+    length = GS1_LENGTHS.get(kind)
+    if length is not None:
+        if len(code) != length or not (code.isascii() and code.isdigit()):
+            raise ValidationFailed(field, f"{kind.value} is {length} digits, not {code!r}")
+        expected = gs1_check_digit(code[:-1])
+        if int(code[-1]) != expected:
+            raise ValidationFailed(field, f"{code!r} has a wrong check digit (expected {expected})")
+    elif kind is BarcodeKind.CODE128 and not code.isascii():
+        raise ValidationFailed(field, "code128 holds ASCII characters only")
 
 
 @dataclass(frozen=True)
@@ -56,6 +155,7 @@ CHANGEABLE = (
     "expiry_alert_days",
     "reorder_point",
     "reorder_quantity",
+    "barcodes",
     "attributes",
     "active",
     *LOCKED_WHILE_STOCKED,
@@ -64,6 +164,9 @@ CHANGEABLE = (
 
 class Product(Aggregate):
     """A stock-keeping unit of a tenant, with the rules its stock follows."""
+
+    #: What a product recorded before barcodes existed has (its events and snapshots lack them).
+    barcodes: Sequence[dict[str, Any]] = ()
 
     class Registered(Aggregate.Created):
         """A product was added to the catalog."""
@@ -79,6 +182,7 @@ class Product(Aggregate):
         expiry_alert_days: int | None
         reorder_point: Decimal | None
         reorder_quantity: Decimal | None
+        barcodes: list[dict[str, Any]]
         attributes: dict[str, Any]
 
     class Changed(Aggregate.Event):
@@ -113,6 +217,7 @@ class Product(Aggregate):
         reorder_point: Decimal | None,
         reorder_quantity: Decimal | None,
         attributes: dict[str, Any],
+        barcodes: list[dict[str, Any]] | None = None,
     ) -> None:
         self.sku = sku
         self.name = name
@@ -126,6 +231,7 @@ class Product(Aggregate):
         self.reorder_point = reorder_point
         self.reorder_quantity = reorder_quantity
         self.attributes = attributes
+        self.barcodes = list(barcodes or [])
         self.active = True
         self.warehouses: list[str] = []  # a list: what a snapshot gives back
 
@@ -145,6 +251,7 @@ class Product(Aggregate):
                 "expiry_alert_days": fields.pop("expiry_alert_days", None),
                 "reorder_point": fields.pop("reorder_point", None),
                 "reorder_quantity": fields.pop("reorder_quantity", None),
+                "barcodes": fields.pop("barcodes", None) or [],
                 "attributes": fields.pop("attributes", {}),
             }
         )
@@ -172,6 +279,7 @@ class Product(Aggregate):
         if unknown:
             raise ValidationFailed(sorted(unknown)[0], "cannot be changed")
         current = {name: getattr(self, name) for name in CHANGEABLE}
+        current["barcodes"] = list(self.barcodes)
         merged = _validated({**current, **changes, "uom": self.uom})
         merged.pop("uom")
         diff = {k: v for k, v in merged.items() if v != current[k]}
@@ -180,6 +288,10 @@ class Product(Aggregate):
             raise StockOnHand(f"{locked[0]} cannot change while {self.sku} has stock on hand")
         if diff:
             self.trigger_event(self.Changed, changes=diff)
+
+    @property
+    def barcode_codes(self) -> frozenset[str]:
+        return frozenset(b["code"] for b in self.barcodes)
 
     def stock_in(self, warehouse: str) -> None:
         """Notes that a warehouse keeps this product (so its stock can be found)."""
@@ -211,6 +323,7 @@ def _validated(values: dict[str, Any]) -> dict[str, Any]:
     for name in ("reorder_point", "reorder_quantity"):
         if values[name] is not None:
             values[name] = counted_quantity(values[name], decimals, name)
+    values["barcodes"] = validated_barcodes(values["barcodes"] or [], decimals)
     if not isinstance(values["attributes"], dict):
         raise ValidationFailed("attributes", "must be a JSON object")
     if "active" in values and not isinstance(values["active"], bool):
@@ -266,3 +379,61 @@ class Warehouse(Aggregate):
         if code in self.bins:
             raise AlreadyExists(f"bin {code!r} already exists in warehouse {self.code!r}")
         self.trigger_event(self.BinAdded, code=code, zone=zone, pickable=pickable)
+
+
+class BarcodeClaim(Aggregate):
+    """A barcode of the tenant and the product it names: one stream per code, so two products
+    claiming one code race on its first version and only one of them wins."""
+
+    class Claimed(Aggregate.Created):
+        """A product took a barcode no product had taken before."""
+
+        code: str
+        sku: str
+
+    class Released(Aggregate.Event):
+        """The product gave the barcode up; another product may take it."""
+
+        sku: str
+
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, BarcodeClaim)
+            aggregate.sku = None
+
+    class Reclaimed(Aggregate.Event):
+        """A product took a barcode that had been released."""
+
+        sku: str
+
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, BarcodeClaim)
+            aggregate.sku = self.sku
+
+    def __init__(self, code: str, sku: str) -> None:
+        self.code = code
+        self.sku: str | None = sku
+
+    @classmethod
+    def claim(cls, tenant_id: UUID, code: str, sku: str) -> BarcodeClaim:
+        """The first claim of a code, by the product `sku`."""
+        claim: BarcodeClaim = cls._create(
+            cls.Claimed, id=barcode_id(tenant_id, code), code=code, sku=sku
+        )
+        return claim
+
+    def take(self, sku: str) -> None:
+        """Gives a released code to `sku`; a code held by another product is refused."""
+        if self.sku == sku:
+            return
+        if self.sku is not None:
+            raise BarcodeTaken(
+                f"barcode {self.code!r} already belongs to product {self.sku!r}",
+                code=self.code,
+                holder=self.sku,
+            )
+        self.trigger_event(self.Reclaimed, sku=sku)
+
+    def release(self, sku: str) -> None:
+        """`sku` gives the code up (nothing happens unless it holds it)."""
+        if self.sku == sku:
+            self.trigger_event(self.Released, sku=sku)

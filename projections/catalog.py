@@ -1,4 +1,5 @@
-"""The catalog: products with their stock rules, warehouses with their time zones, and bins."""
+"""The catalog: products with their stock rules and barcodes, warehouses with their time zones,
+and bins."""
 
 from __future__ import annotations
 
@@ -11,14 +12,51 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import orjson
-from sqlalchemy import Connection, Table, bindparam, insert, select, tuple_, update
+from sqlalchemy import (
+    Connection,
+    Index,
+    String,
+    Table,
+    bindparam,
+    delete,
+    insert,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.orm import Mapped, mapped_column
 
 from projections.events import LedgerEvent
-from projections.schema import BinRow, ProductRow, WarehouseRow
+from projections.schema import (
+    Base,
+    BinRow,
+    Code,
+    Position,
+    ProductRow,
+    Quantity,
+    TenantId,
+    WarehouseRow,
+)
+
+
+class BarcodeRow(Base):
+    """A barcode of a product: what a scanned code names, and how many units it stands for."""
+
+    __tablename__ = "rm_product_barcodes"
+    __table_args__ = (Index("rm_product_barcodes_sku", "tenant_id", "sku"),)
+
+    tenant_id: Mapped[TenantId]
+    code: Mapped[Code]
+    sku: Mapped[str] = mapped_column(String(64), nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    pack_quantity: Mapped[Quantity]
+    last_position: Mapped[Position]
+
 
 PRODUCTS = cast("Table", ProductRow.__table__)
 WAREHOUSES = cast("Table", WarehouseRow.__table__)
 BINS = cast("Table", BinRow.__table__)
+BARCODES = cast("Table", BarcodeRow.__table__)
 PRODUCT_FIELDS = (
     "name",
     "uom",
@@ -33,6 +71,15 @@ PRODUCT_FIELDS = (
     "active",
 )
 JSON_FIELDS = ("barcodes", "attributes")
+
+
+@dataclass(frozen=True)
+class BarcodeView:
+    """A barcode of a product: its code, its kind and the units one scan stands for."""
+
+    code: str
+    kind: str
+    pack_quantity: Decimal
 
 
 @dataclass(frozen=True)
@@ -51,7 +98,7 @@ class ProductView:
     reorder_point: Decimal | None
     reorder_quantity: Decimal | None
     active: bool
-    barcodes: list[Any] | None
+    barcodes: tuple[BarcodeView, ...]
     attributes: dict[str, Any]
     position: int
 
@@ -93,13 +140,16 @@ class _Batch:
     products: dict[UUID, _Row] = field(default_factory=dict)
     warehouses: dict[UUID, _Row] = field(default_factory=dict)
     bins: list[dict[str, Any]] = field(default_factory=list)
+    #: SKU -> its barcodes after the batch, the position that set them, and whether the table
+    #: may hold earlier ones (a product registered in this batch has none there yet).
+    barcodes: dict[str, tuple[list[dict[str, Any]], int, bool]] = field(default_factory=dict)
 
 
 class Catalog:
-    """Folds product and warehouse events into product, warehouse and bin rows."""
+    """Folds product and warehouse events into product, barcode, warehouse and bin rows."""
 
     name = "catalog"
-    tables = ("rm_products", "rm_warehouses", "rm_bins")
+    tables = ("rm_products", "rm_warehouses", "rm_bins", "rm_product_barcodes")
     kinds = frozenset(
         {
             "Product.Registered",
@@ -123,14 +173,57 @@ class Catalog:
                 continue
             if event.kind.endswith(".Registered"):
                 rows[event.stream_id] = _Row(_registered(event), stored=False)
+                if _product(event):
+                    _barcodes_set(batch, event, event.data.get("barcodes"), stored=False)
                 continue
             assert row is not None, f"{event.kind} on {event.stream_id}, never registered"
             _change(batch, row, event)
             row.values["last_position"], row.changed = event.position, True
+            if event.kind == "Product.Changed" and "barcodes" in event.data["changes"]:
+                barcodes = event.data["changes"]["barcodes"]
+                _barcodes_set(batch, event, barcodes, stored=row.stored)
         _write(conn, PRODUCTS, tenant_id, batch.products)
         _write(conn, WAREHOUSES, tenant_id, batch.warehouses)
         if batch.bins:
             conn.execute(insert(BINS), [{"tenant_id": tenant_id, **b} for b in batch.bins])
+        _write_barcodes(conn, tenant_id, batch.barcodes)
+
+
+def _barcodes_set(batch: _Batch, event: LedgerEvent, barcodes: Any, *, stored: bool) -> None:
+    sku = batch.products[event.stream_id].values["sku"]
+    earlier = batch.barcodes.get(sku)
+    stored = stored or (earlier is not None and earlier[2])
+    if barcodes or earlier is not None or stored:
+        batch.barcodes[sku] = (list(barcodes or []), event.position, stored)
+
+
+def _write_barcodes(
+    conn: Connection, tenant_id: UUID, barcodes: dict[str, tuple[list[dict[str, Any]], int, bool]]
+) -> None:
+    """Replaces the barcodes of the products changed; codes stay unique after the whole batch,
+    as they were after every event of it."""
+    replaced = [{"t": tenant_id, "s": sku} for sku, (_, _, stored) in barcodes.items() if stored]
+    if replaced:
+        conn.execute(
+            delete(BARCODES).where(
+                BARCODES.c.tenant_id == bindparam("t"), BARCODES.c.sku == bindparam("s")
+            ),
+            replaced,
+        )
+    rows = [
+        {
+            "tenant_id": tenant_id,
+            "code": b["code"],
+            "sku": sku,
+            "kind": b.get("kind") or "other",
+            "pack_quantity": Decimal(str(b.get("pack_quantity") or 1)),
+            "last_position": position,
+        }
+        for sku, (found, position, _) in barcodes.items()
+        for b in found
+    ]
+    if rows:
+        conn.execute(insert(BARCODES), rows)
 
 
 def _product(event: LedgerEvent) -> bool:
@@ -244,12 +337,32 @@ def products(
     return [
         ProductView(
             **{name: getattr(r, name) for name in ("sku", *PRODUCT_FIELDS)},
-            barcodes=None if r.barcodes is None else orjson.loads(r.barcodes),
+            barcodes=_barcode_views(r.barcodes),
             attributes=orjson.loads(r.attributes),
             position=r.last_position,
         )
         for r in rows
     ]
+
+
+def _barcode_views(stored: str | None) -> tuple[BarcodeView, ...]:
+    """A product row's barcodes; a product recorded before barcodes existed has none."""
+    return tuple(
+        BarcodeView(b["code"], b.get("kind") or "other", Decimal(str(b.get("pack_quantity") or 1)))
+        for b in orjson.loads(stored or "[]")
+    )
+
+
+def product_by_barcode(
+    conn: Connection, tenant_id: UUID, code: str
+) -> tuple[str, BarcodeView] | None:
+    """The SKU of the product one of whose barcodes is `code`, with that barcode."""
+    row = conn.execute(
+        select(BARCODES).where(BARCODES.c.tenant_id == tenant_id, BARCODES.c.code == code)
+    ).first()
+    if row is None:
+        return None
+    return row.sku, BarcodeView(row.code, row.kind, row.pack_quantity)
 
 
 def warehouses(

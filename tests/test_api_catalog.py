@@ -481,3 +481,185 @@ def test_the_openapi_document_describes_the_catalog(client: TestClient) -> None:
     assert "404" in one["get"]["responses"]
     assert "404" in paths["/v1/warehouses/{code}/bins"]["post"]["responses"]
     assert "/v1/lookup" in paths
+
+
+# -- barcodes ----------------------------------------------------------------------------------
+
+EAN13 = "4006381333931"
+SCANNED = SOAP | {
+    "barcodes": [
+        {"code": EAN13, "kind": "ean13"},
+        {"code": "SOAP-CASE", "kind": "code128", "pack_quantity": "12"},
+    ]
+}
+
+
+def test_a_product_created_with_barcodes_reads_back_with_them(
+    client: TestClient, tenants: tuple[UUID, UUID]
+) -> None:
+    created = post(client, tenants[0], "/v1/products", SCANNED)
+    assert created.status_code == 201, created.text
+    assert created.json()["barcodes"] == [
+        {"code": EAN13, "kind": "ean13", "pack_quantity": "1"},
+        {"code": "SOAP-CASE", "kind": "code128", "pack_quantity": "12"},
+    ]
+    read = client.get(
+        "/v1/products/SOAP-1",
+        params={"min_position": created.json()["position"]},
+        headers=admin(tenants[0]),
+    )
+    assert without_position(read.json()) == without_position(created.json())
+
+
+def test_a_barcode_of_another_product_is_already_exists_naming_the_code(
+    client: TestClient, database_url: str, tenants: tuple[UUID, UUID]
+) -> None:
+    assert post(client, tenants[0], "/v1/products", SCANNED).is_success
+    before = head(database_url, tenants[0])
+    clash = {"sku": "SOAP-2", "name": "Soap 2", "barcodes": [{"code": "SOAP-CASE"}]}
+    body = problem(post(client, tenants[0], "/v1/products", clash), 409, "already-exists")
+    assert "SOAP-CASE" in body["detail"]
+    assert (body["barcode"], body["sku"]) == ("SOAP-CASE", "SOAP-1")
+    assert post(client, tenants[0], "/v1/products", {"sku": "NAIL", "name": "Nail"}).is_success
+    patched = client.patch(
+        "/v1/products/NAIL", json={"barcodes": [{"code": EAN13}]}, headers=admin(tenants[0])
+    )
+    assert problem(patched, 409, "already-exists")["barcode"] == EAN13
+    assert head(database_url, tenants[0]) == before + 1  # only NAIL was recorded
+    assert post(client, tenants[1], "/v1/products", clash).status_code == 201  # per tenant
+
+
+INVALID_BARCODES: list[tuple[list[dict[str, Any]], str]] = [
+    ([{"code": "4006381333932", "kind": "ean13"}], "barcodes.0.code"),  # wrong check digit
+    ([{"code": "12345", "kind": "upc_a"}], "barcodes.0.code"),
+    ([{"code": "C", "pack_quantity": 0}], "barcodes.0.pack_quantity"),
+    ([{"code": "C", "pack_quantity": "1.5"}], "barcodes.0.pack_quantity"),  # decimals 0
+    ([{"code": "C", "pack_quantity": 1.5}], "barcodes.0.pack_quantity"),
+    ([{"code": "C"}, {"code": "C"}], "barcodes.1.code"),
+    ([{"code": "C", "kind": "morse"}], "body.barcodes.0.kind"),
+    ([{"code": ""}], "body.barcodes.0.code"),
+    ([{"code": "C\tD"}], "barcodes.0.code"),
+    ([{"code": "C", "pack_quantity": "1" + "0" * 30}], "body.barcodes.0.pack_quantity"),
+]
+
+
+def test_invalid_barcodes_are_validation_errors(
+    client: TestClient, database_url: str, tenants: tuple[UUID, UUID]
+) -> None:
+    before = head(database_url, tenants[0])
+    for barcodes, field in INVALID_BARCODES:
+        response = post(client, tenants[0], "/v1/products", SOAP | {"barcodes": barcodes})
+        found = problem(response, 422, "validation-error")
+        assert field in [error["field"] for error in found["errors"]], (barcodes, found)
+    assert head(database_url, tenants[0]) == before
+
+
+def test_patch_replaces_the_barcodes_and_a_released_code_can_be_taken(
+    client: TestClient, tenants: tuple[UUID, UUID]
+) -> None:
+    tenant = tenants[0]
+    assert post(client, tenant, "/v1/products", SCANNED).is_success
+    assert post(client, tenant, "/v1/products", {"sku": "NAIL", "name": "Nail"}).is_success
+    replaced = client.patch(
+        "/v1/products/SOAP-1",
+        json={"barcodes": [{"code": "SOAP-CASE", "pack_quantity": 24}]},
+        headers=admin(tenant),
+    )
+    assert replaced.status_code == 200, replaced.text
+    assert replaced.json()["barcodes"] == [
+        {"code": "SOAP-CASE", "kind": "other", "pack_quantity": "24"}
+    ]
+    taken = client.patch(
+        "/v1/products/NAIL",
+        json={"barcodes": [{"code": EAN13, "kind": "ean13"}]},
+        headers=admin(tenant),
+    )
+    assert taken.status_code == 200, taken.text
+    read = client.get(
+        "/v1/products/SOAP-1",
+        params={"min_position": taken.json()["position"]},
+        headers=admin(tenant),
+    )
+    assert read.json()["barcodes"] == replaced.json()["barcodes"]
+    cleared = client.patch("/v1/products/SOAP-1", json={"barcodes": None}, headers=admin(tenant))
+    assert cleared.json()["barcodes"] == []
+
+
+def test_a_scanned_barcode_names_its_product_and_pack_quantity_in_its_tenant_only(
+    client: TestClient, database_url: str, tenants: tuple[UUID, UUID]
+) -> None:
+    a, b = tenants
+    assert post(client, a, "/v1/products", SCANNED).is_success
+    assert post(client, b, "/v1/products", {"sku": "B-ONLY", "name": "b"}).is_success
+    found = client.get(
+        "/v1/lookup",
+        params={"code": "SOAP-CASE", "min_position": head(database_url, a)},
+        headers=bearer(token(a, ["warehouse_operator"])),
+    )
+    assert found.status_code == 200, found.text
+    body = found.json()
+    assert (body["kind"], body["sku"], body["product"]["sku"]) == ("product", "SOAP-1", "SOAP-1")
+    assert body["barcode"] == {"code": "SOAP-CASE", "kind": "code128", "pack_quantity": "12"}
+    assert [(m["matched_by"], m["product"]["sku"]) for m in body["products"]] == [
+        ("barcode", "SOAP-1")
+    ]
+    assert (body["also"], body["ambiguous"]) == ([], False)
+    by_sku = client.get("/v1/lookup", params={"code": "SOAP-1"}, headers=admin(a)).json()
+    assert (by_sku["kind"], by_sku["barcode"]) == ("product", None)
+    waits = {"min_position": head(database_url, b)}
+    elsewhere = client.get("/v1/lookup", params={"code": "SOAP-CASE"} | waits, headers=admin(b))
+    problem(elsewhere, 404, "not-found")
+    problem(
+        client.get("/v1/lookup", params={"code": "SOAP\x00"}, headers=admin(a)), 404, "not-found"
+    )
+
+
+def test_a_code_that_names_a_barcode_and_a_bin_answers_the_product_first(
+    client: TestClient, database_url: str, tenants: tuple[UUID, UUID]
+) -> None:
+    tenant = tenants[0]
+    assert post(client, tenant, "/v1/products", SCANNED).is_success
+    post(client, tenant, "/v1/warehouses", {"code": "BER", "name": "Berlin", "timezone": "UTC"})
+    assert post(client, tenant, "/v1/warehouses/BER/bins", {"code": "SOAP-CASE"}).is_success
+    body = client.get(
+        "/v1/lookup",
+        params={"code": "SOAP-CASE", "min_position": head(database_url, tenant)},
+        headers=admin(tenant),
+    ).json()
+    assert (body["kind"], body["sku"], body["also"], body["ambiguous"]) == (
+        "product",
+        "SOAP-1",
+        ["bin"],
+        True,
+    )
+    assert [(b["warehouse"], b["code"]) for b in body["bins"]] == [("BER", "SOAP-CASE")]
+
+
+def test_a_barcode_that_is_the_products_own_sku_is_one_match_with_its_pack_quantity(
+    client: TestClient, database_url: str, tenants: tuple[UUID, UUID]
+) -> None:
+    tenant = tenants[0]
+    own = {"sku": EAN13, "name": "Pencil", "barcodes": [{"code": EAN13, "kind": "ean13"}]}
+    assert post(client, tenant, "/v1/products", own).is_success
+    body = client.get(
+        "/v1/lookup",
+        params={"code": EAN13, "min_position": head(database_url, tenant)},
+        headers=admin(tenant),
+    ).json()
+    assert [(m["matched_by"], m["product"]["sku"]) for m in body["products"]] == [("sku", EAN13)]
+    assert (body["barcode"]["pack_quantity"], body["ambiguous"]) == ("1", False)
+    other = {"sku": "PEN", "name": "Pen", "barcodes": [{"code": "SOAP-NONE"}, {"code": EAN13}]}
+    problem(post(client, tenant, "/v1/products", other), 409, "already-exists")
+
+
+def test_a_replayed_creation_answers_the_barcodes_it_was_created_with(
+    client: TestClient, tenants: tuple[UUID, UUID]
+) -> None:
+    tenant = tenants[0]
+    first = post(client, tenant, "/v1/products", SCANNED, key="scan-1")
+    assert first.status_code == 201, first.text
+    changed = client.patch("/v1/products/SOAP-1", json={"barcodes": []}, headers=admin(tenant))
+    assert changed.json()["barcodes"] == []
+    again = post(client, tenant, "/v1/products", SCANNED, key="scan-1")
+    assert (again.status_code, again.json()) == (201, first.json())
+    assert len(again.json()["barcodes"]) == 2

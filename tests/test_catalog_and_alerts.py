@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from alembic import command
-from sqlalchemy import Engine, create_engine, insert, pool, select, text
+from sqlalchemy import Engine, create_engine, insert, inspect, pool, select, text
 
 from domain.orders import ReceiveLine
 from domain.purchasing import PurchaseOrder
@@ -38,7 +38,14 @@ T = TypeVar("T")
 R = TypeVar("R")
 OPEN = ("submitted", "partially_received")
 ZERO = Decimal(0)
-MY_TABLES = ("rm_stock_levels", "rm_stock_level_orders", "rm_products", "rm_warehouses", "rm_bins")
+MY_TABLES = (
+    "rm_stock_levels",
+    "rm_stock_level_orders",
+    "rm_products",
+    "rm_warehouses",
+    "rm_bins",
+    "rm_product_barcodes",
+)
 
 
 @pytest.fixture
@@ -124,7 +131,7 @@ def test_the_catalog_holds_products_warehouses_and_bins_as_their_events_left_the
         "bar",
         False,
         {"a": 1},
-        None,
+        (),
     )
     assert (soap.reorder_point, soap.reorder_quantity) == (Decimal(4), Decimal(20))
     assert (milk.lot_tracked, milk.expiry_tracked, milk.removal_policy) == (True, True, "fefo")
@@ -405,7 +412,12 @@ def rows_of(engine: Engine, tenant_id: UUID) -> dict[str, list[tuple[Any, ...]]]
 def test_delivering_events_again_changes_no_row(
     store: LedgerStore, engine: Engine, app: LedgerApplication
 ) -> None:
-    app.change_product("BOLT", M, reorder_point=5)
+    app.change_product(
+        "BOLT", M, reorder_point=5, barcodes=[{"code": "BOLT-BOX", "pack_quantity": "100"}]
+    )
+    app.register_product("NUT", "Nut M6", M, barcodes=[{"code": "96385074", "kind": "ean8"}])
+    app.change_product("BOLT", M, barcodes=[{"code": "BOLT-CASE", "pack_quantity": 500}])
+    app.change_product("NUT", M, barcodes=[{"code": "BOLT-BOX"}])
     order = app.create_purchase_order("Acme", "WH1", [("BOLT", 10, "0.10")], M).order_id
     app.submit_purchase_order(order, M)
     app.receive_purchase_order(order, [ReceiveLine(1, 4, "A1")], M)
@@ -466,5 +478,26 @@ def test_migration_0008_gives_existing_stock_levels_nothing_incoming(empty_datab
         with engine.connect() as conn:
             left = conn.execute(text("SELECT sku FROM rm_stock_levels")).scalars().all()
         assert left == ["BOLT"]
+    finally:
+        engine.dispose()
+
+
+def test_migration_0011_adds_the_barcode_table_and_takes_it_away_again(
+    empty_database: str,
+) -> None:
+    config = migrate.alembic_config(empty_database, partitions=2)
+    command.upgrade(config, "0011")
+    engine = create_engine(empty_database, poolclass=pool.NullPool)
+    try:
+        assert "rm_product_barcodes" in inspect(engine).get_table_names()
+        if engine.dialect.name == "postgresql":
+            with engine.connect() as conn:
+                protected = conn.scalar(
+                    text("SELECT relrowsecurity FROM pg_class WHERE relname = :t"),
+                    {"t": "rm_product_barcodes"},
+                )
+            assert protected is True
+        command.downgrade(config, "0010")
+        assert "rm_product_barcodes" not in inspect(engine).get_table_names()
     finally:
         engine.dispose()
