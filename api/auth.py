@@ -1,10 +1,13 @@
 """Who is calling: a bearer API key of a tenant or a JWT (HS256 secret or RS256 public key from
-settings), its tenant and roles, and the permissions those roles grant."""
+settings), its tenant and roles, and the permissions those roles grant in the tenant's current
+role map."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -18,26 +21,72 @@ from domain.tenant import Tenant
 from ledger.settings import Settings
 
 REQUIRED_CLAIMS = ("sub", "tenant_id", "roles", "exp")
+#: Seconds a tenant's role map read for JWT callers is reused (a change made through this
+#: process takes effect at once; one made elsewhere within this time).
+ROLE_MAP_TTL = 5.0
+RoleMap = Mapping[str, frozenset[str]]
 
 
 @dataclass(frozen=True)
 class Principal:
-    """An authenticated caller: its tenant, who it is, how it authenticated, its roles."""
+    """An authenticated caller: its tenant, who it is, how it authenticated, its roles, and the
+    tenant's role map its roles are read in (a role the map lacks grants nothing)."""
 
     tenant_id: UUID
     subject: str
     kind: str  # "jwt" | "api_key"
     roles: tuple[str, ...]
+    role_map: RoleMap = field(default_factory=lambda: DEFAULT_ROLES, compare=False, repr=False)
 
-    def permissions(self, roles: dict[str, frozenset[str]] = DEFAULT_ROLES) -> frozenset[str]:
+    def permissions(self, roles: RoleMap | None = None) -> frozenset[str]:
+        found = self.role_map if roles is None else roles
         granted: set[str] = set()
         for role in self.roles:
-            granted |= roles.get(role, frozenset())
+            granted |= found.get(role, frozenset())
         return frozenset(granted)
 
     def may(self, permission: str) -> bool:
         granted = self.permissions()
         return "*" in granted or permission in granted
+
+
+class RoleMaps:
+    """Each tenant's role map, read from the ledger and kept for `ttl` seconds."""
+
+    def __init__(self, ttl: float = ROLE_MAP_TTL) -> None:
+        self.ttl = ttl
+        self._maps: dict[UUID, tuple[float, RoleMap]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, tenant_id: UUID, load: Callable[[], RoleMap]) -> RoleMap:
+        now = time.monotonic()
+        with self._lock:
+            kept = self._maps.get(tenant_id)
+        if kept is not None and now - kept[0] < self.ttl:
+            return kept[1]
+        found = load()
+        self.put(tenant_id, found, now)
+        return found
+
+    def put(self, tenant_id: UUID, role_map: RoleMap, at: float | None = None) -> None:
+        """Keeps a role map just read (or just changed) for the next requests."""
+        with self._lock:
+            self._maps[tenant_id] = (time.monotonic() if at is None else at, role_map)
+
+
+def role_maps(request: Request) -> RoleMaps:
+    """The app's role-map cache (`create_app` makes it)."""
+    found: RoleMaps = request.app.state.role_maps
+    return found
+
+
+def tenant_roles(request: Request, tenant_id: UUID) -> RoleMap:
+    """The tenant's role map as recorded now (the default map for a tenant not registered)."""
+    try:
+        tenant: Tenant = request.app.state.ledger.app(tenant_id).load(tenant_id, Tenant)
+    except NotFound:
+        return DEFAULT_ROLES
+    return tenant.roles()
 
 
 def verifier(settings: Settings) -> Callable[[str], Principal]:
@@ -87,7 +136,17 @@ def _principal(claims: dict[str, Any]) -> Principal:
 
 
 def authenticated(request: Request) -> Principal:
-    """The caller of this request (401 `unauthenticated` without a valid bearer credential)."""
+    """The caller of this request (401 `unauthenticated` without a valid bearer credential),
+    kept on `request.state.principal` and passed to the app's `caller_checks` (rate limits)."""
+    caller = _caller(request)
+    request.state.principal = caller
+    checks: list[Callable[[Request, Principal], None]] = request.app.state.caller_checks
+    for check in checks:
+        check(request, caller)
+    return caller
+
+
+def _caller(request: Request) -> Principal:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -96,7 +155,11 @@ def authenticated(request: Request) -> Principal:
     if is_key(token):
         return _api_key(request, token)
     verify: Callable[[str], Principal] = request.app.state.verify
-    return verify(token)
+    caller = verify(token)
+    found = role_maps(request).get(
+        caller.tenant_id, lambda: tenant_roles(request, caller.tenant_id)
+    )
+    return replace(caller, role_map=found)
 
 
 def _api_key(request: Request, token: str) -> Principal:
@@ -111,20 +174,24 @@ def _api_key(request: Request, token: str) -> Principal:
     except NotFound:
         tenant = None
     key = None if tenant is None else tenant.authenticate(presented.key_id, presented.secret)
-    if key is None:
+    if key is None or tenant is None:
         raise Problem("unauthenticated", "the API key is unknown or revoked")
-    return Principal(tenant_id, key.key_id, "api_key", key.roles)
+    role_map = tenant.roles()
+    role_maps(request).put(tenant_id, role_map)
+    return Principal(tenant_id, key.key_id, "api_key", key.roles, role_map)
 
 
 Caller = Annotated[Principal, Depends(authenticated)]
 
 
-def permitted(permission: str) -> Callable[[Principal], Principal]:
-    """A dependency: the caller, if its roles grant `permission` (else 403 `forbidden`)."""
+def permitted(permission: str, *alternatives: str) -> Callable[[Principal], Principal]:
+    """A dependency: the caller, if its roles grant `permission` or one of `alternatives`
+    (else 403 `forbidden`)."""
+    wanted = (permission, *alternatives)
 
     def check(caller: Caller) -> Principal:
-        if not caller.may(permission):
-            raise Problem("forbidden", f"this needs the {permission} permission")
+        if not any(caller.may(name) for name in wanted):
+            raise Problem("forbidden", f"this needs the {' or '.join(wanted)} permission")
         return caller
 
     return check

@@ -28,7 +28,10 @@ def apikey_create(
     name: Annotated[str, typer.Option(help="What the key is for (1-200 characters).")],
     role: Annotated[
         list[str],
-        typer.Option(help=f"A role of the key (repeatable): {', '.join(DEFAULT_ROLES)}."),
+        typer.Option(
+            help="A role of the key (repeatable), from the tenant's role map (`GET /v1/roles`;"
+            f" by default {', '.join(DEFAULT_ROLES)})."
+        ),
     ],
 ) -> None:
     """Issues a key and prints it as the last line: it is shown once, only its hash is kept."""

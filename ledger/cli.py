@@ -18,6 +18,7 @@ from ledger.audit_cli import audit_app, verify_chain
 from ledger.cli_support import cli_meta, fail, load_settings, opened_ledger
 from ledger.projections_cli import projections_app
 from ledger.rebuild_cli import projections_rebuild
+from ledger.sealing import new_key
 from ledger.serve_cli import serve
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -31,6 +32,14 @@ app.add_typer(demo_app, name="demo")
 app.add_typer(projections_app, name="projections")
 app.add_typer(apikey_app, name="apikey")
 app.command("serve")(serve)
+
+
+@app.command("secret-key")
+def secret_key() -> None:
+    """Prints a new key for LEDGER_SECRET_KEY (it seals webhook secrets in events)."""
+    typer.echo(new_key())
+
+
 _COMMANDS = (projections_rebuild,)  # registered on projections_app
 
 

@@ -121,6 +121,39 @@ def test_keys_are_issued_listed_and_revoked_over_http(
     assert all(secret.encode() not in e.payload for e in events)  # only its hash is kept
 
 
+def test_an_issue_retried_with_its_idempotency_key_is_answered_again_without_the_key(
+    client: TestClient, database_url: str, tenants: tuple[UUID, UUID]
+) -> None:
+    admin = bearer(token(tenants[0], ["admin"])) | {"Idempotency-Key": "issue-once"}
+    request = {"name": "scanner", "roles": ["warehouse_operator"]}
+    first = client.post("/v1/api-keys", json=request, headers=admin)
+    assert first.status_code == 201, first.text
+    position = head(database_url, tenants[0])
+    again = client.post("/v1/api-keys", json=request, headers=admin)
+    assert again.status_code == 201, again.text
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json() == first.json() | {"key": None}
+    assert head(database_url, tenants[0]) == position  # no second key
+    assert len(client.get("/v1/api-keys", headers=admin).json()["items"]) == 1
+    other = client.post("/v1/api-keys", json=request | {"name": "other"}, headers=admin)
+    assert other.status_code == 422
+    assert other.json()["type"] == "/errors/idempotency-key-reused"
+
+
+def test_a_revocation_retried_with_its_idempotency_key_is_answered_again(
+    client: TestClient, database_url: str, tenants: tuple[UUID, UUID]
+) -> None:
+    admin = bearer(token(tenants[0], ["admin"]))
+    made = client.post("/v1/api-keys", json={"name": "n", "roles": ["sales"]}, headers=admin)
+    path = f"/v1/api-keys/{made.json()['id']}/revoke"
+    keyed = admin | {"Idempotency-Key": "revoke-once"}
+    first = client.post(path, headers=keyed)
+    again = client.post(path, headers=keyed)
+    assert (first.status_code, again.status_code) == (200, 200)
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json() == first.json()
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [

@@ -11,6 +11,8 @@ from typer.testing import CliRunner
 from domain.ids import tenant_id_for
 from ledger.cli import app
 from ledger.migrate import expected_revision
+from ledger.sealing import SealingUnavailable, sealer, unseal
+from ledger.settings import Settings
 
 runner = CliRunner()
 HEAD = expected_revision()
@@ -113,3 +115,17 @@ def test_an_unsupported_database_url_is_a_one_line_error() -> None:
     assert code == 1
     assert err.startswith("error: LEDGER_DATABASE_URL:")
     assert len(err.splitlines()) == 1
+
+
+def test_secret_key_prints_a_new_key_that_seals_and_opens_a_secret() -> None:
+    first = runner.invoke(app, ["secret-key"])
+    second = runner.invoke(app, ["secret-key"])
+    assert (first.exit_code, second.exit_code) == (0, 0)
+    assert first.stdout != second.stdout
+    settings = Settings(secret_key=first.stdout.strip())  # type: ignore[arg-type]
+    sealed = sealer(settings)("whsec-0123456789abcdef")
+    assert "0123456789abcdef" not in sealed
+    assert unseal(settings, sealed) == "whsec-0123456789abcdef"
+    other = Settings(secret_key=second.stdout.strip())  # type: ignore[arg-type]
+    with pytest.raises(SealingUnavailable):
+        unseal(other, sealed)
