@@ -77,3 +77,12 @@ def normalised(value: Decimal | int | str | None) -> Decimal | int | str | None:
         return Decimal(value).normalize()
     except (ArithmeticError, ValueError, TypeError):
         return value
+
+
+def decimal_text(value: Decimal) -> str:
+    """A decimal as the contract writes it: plain digits, no exponent, no trailing zeros (a
+    PostgreSQL NUMERIC arrives padded to its column's scale)."""
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text
