@@ -139,6 +139,14 @@ class ReadSide:
             timeout=self.wait_timeout if timeout is None else timeout,
         )
 
+    def lag(self) -> dict[str, int]:
+        """Events each read model has still to apply, summed over the tenants (the head's
+        position minus the projection's, for every tenant that has events)."""
+        behind = dict.fromkeys((p.name for p in self.runner.projections), 0)
+        for progress in self.runner.progress():
+            behind[progress.projection] = behind.get(progress.projection, 0) + max(progress.lag, 0)
+        return behind
+
     def __enter__(self) -> ReadSide:
         self.start()
         return self
