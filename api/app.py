@@ -8,8 +8,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api import observability, problems
-from api.auth import verifier
+from api.auth import RoleMaps, verifier
 from api.context import RequestIds
+from api.exact_numbers import ExactNumbers
+from api.pages import reader_role
 from api.routes import (
     admin,
     api_keys,
@@ -44,6 +46,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = read_engine(settings)
         read_side = ReadSide.from_settings(settings, ledger.store, engine)
         app.state.ledger, app.state.engine, app.state.read_side = ledger, engine, read_side
+        app.state.read_role = reader_role(engine, settings.read_role)
+        observability.started(app)
         read_side.start()
         try:
             yield
@@ -60,6 +64,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.verify = verifier(settings)
+    app.state.role_maps = RoleMaps()
+    app.state.caller_checks = []
+    app.add_middleware(ExactNumbers)
     app.add_middleware(RequestIds)
     problems.install(app)
     observability.install(app)

@@ -3,28 +3,36 @@
 from __future__ import annotations
 
 import base64
+import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from decimal import Decimal
 from typing import Annotated, Any
 from uuid import UUID
 
 import orjson
 from fastapi import Query, Request
 from pydantic import BaseModel
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine, text
 
 from api.problems import Problem
+from domain.quantities import decimal_text as decimal_text  # noqa: PLC0414  (the routes use it)
 from projections.tenancy import tenant_scope
 from projections.waiting import tracked, wait_for_position
 
+LOG = logging.getLogger("ledger.http")
+#: The highest position there can be (the ledger numbers events in a signed 64-bit column).
+MAX_POSITION = 2**63 - 1
 Limit = Annotated[int, Query(ge=1, le=1000, description="Items per page (default 100).")]
 Cursor = Annotated[
     str | None, Query(description="`next_cursor` of the previous page; absent for the first.")
 ]
 MinPosition = Annotated[
     int | None,
-    Query(ge=0, description="Answer once the read model reflects at least this position."),
+    Query(
+        ge=0,
+        le=MAX_POSITION,
+        description="Answer once the read model reflects at least this position.",
+    ),
 ]
 
 
@@ -54,15 +62,6 @@ def decode_cursor(cursor: str, size: int) -> tuple[Any, ...]:
     return tuple(key)
 
 
-def decimal_text(value: Decimal) -> str:
-    """A decimal as the contract writes it: plain digits, no exponent, no trailing zeros (a
-    PostgreSQL NUMERIC arrives padded to its column's scale)."""
-    text = format(value, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return "0" if text == "-0" else text
-
-
 @contextmanager
 def read_model(
     request: Request,
@@ -79,5 +78,29 @@ def read_model(
         timeout = request.app.state.settings.min_position_timeout
         wait_for_position(engine, tenant_id, min_position, projections=names, timeout=timeout)
     with engine.begin() as conn:
-        tenant_scope(conn, tenant_id)
+        scope(request, conn, tenant_id)
         yield conn, min(tracked(conn, tenant_id, names).values())
+
+
+def scope(request: Request, conn: Connection, tenant_id: UUID) -> None:
+    """Limits the rest of `conn`'s transaction to the tenant, as the app's reader role."""
+    tenant_scope(conn, tenant_id, role=request.app.state.read_role)
+
+
+def reader_role(engine: Engine, wanted: str) -> str | None:
+    """`wanted` if the engine's user can switch to it on PostgreSQL (else None: reads run as
+    the user, and are logged as such once)."""
+    if engine.dialect.name != "postgresql" or not wanted:
+        return None
+    with engine.connect() as conn:
+        usable = conn.execute(
+            text(
+                "SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :role)"
+                " THEN pg_has_role(current_user, :role, 'MEMBER') ELSE false END"
+            ),
+            {"role": wanted},
+        ).scalar()
+    if not usable:
+        LOG.warning("reads run as the database user: it cannot switch to role %r", wanted)
+        return None
+    return wanted

@@ -46,6 +46,18 @@ class Settings(BaseSettings):
     jwt_issuer: str | None = Field(default=None, description="Required `iss` of JWTs, if set.")
     jwt_audience: str | None = Field(default=None, description="Required `aud` of JWTs, if set.")
 
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Key that seals secrets kept in events, such as webhook signing secrets"
+        " (`ledger secret-key` prints a new one); webhooks need it.",
+    )
+    read_role: str = Field(
+        default="ledger_reader",
+        description="PostgreSQL role API reads switch to in every tenant-scoped transaction, so"
+        " row-level security holds them to the caller's tenant (made by `ledger db upgrade`"
+        " when the user may create roles); empty, or a role this user cannot switch to:"
+        " reads run as the user itself, still filtered by tenant.",
+    )
     webhook_allow_private: bool = Field(
         default=False,
         description="Accept webhook URLs resolving to private, loopback or link-local addresses"

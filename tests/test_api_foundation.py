@@ -71,7 +71,7 @@ def client(database_url: str, tenants: tuple[UUID, UUID]) -> Iterator[TestClient
     settings = Settings(
         database_url=database_url,
         jwt_secret=SECRET,  # type: ignore[arg-type]
-        min_position_timeout=10,
+        min_position_timeout=30,  # the read models catch up from scratch, on a busy machine too
     )
     with TestClient(create_app(settings)) as test_client:
         yield test_client
