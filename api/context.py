@@ -35,8 +35,9 @@ class RequestIds:
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                headers.append((HEADER.lower().encode(), request_id.encode()))
+                name = HEADER.lower().encode()
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != name]
+                headers.append((name, request_id.encode()))
                 message["headers"] = headers
             await send(message)
 

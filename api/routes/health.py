@@ -7,7 +7,7 @@ from typing import Literal
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
-from api.problems import Problem
+from api.problems import PROBLEM, PROBLEM_SCHEMA, Problem
 from ledger.wiring import SchemaOutOfDate, check_schema
 
 router = APIRouter(tags=["operations"])
@@ -26,7 +26,12 @@ def healthz() -> Health:
     "/readyz",
     response_model=Health,
     summary="The database is reachable and its schema at this code's revision",
-    responses={503: {"description": "not ready (problem+json `service-unavailable`)"}},
+    responses={
+        503: {
+            "description": "not ready: `service-unavailable`",
+            "content": {PROBLEM: {"schema": PROBLEM_SCHEMA}},
+        }
+    },
 )
 def readyz(request: Request) -> Health:
     try:

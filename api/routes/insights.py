@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from api.auth import Principal, permitted
 from api.pages import (
+    MAX_POSITION,
     Cursor,
     Limit,
     MinPosition,
@@ -23,7 +24,8 @@ from api.pages import (
     encode_cursor,
     read_model,
 )
-from api.problems import Problem
+from api.problems import Problem, problem_responses
+from api.routes.inputs import Filter
 from eventstore.records import ChainRow
 from ledger.export_lines import header_of
 from projections.alerts import Alert, AlertKind, alerts
@@ -36,20 +38,13 @@ Auditor = Annotated[Principal, Depends(permitted("audit:read"))]
 ALERT_READS = ("lots", "catalog", "stock_levels")
 ZERO_HASH = bytes(32)
 
-_UNAUTHENTICATED = {"description": "`unauthenticated`"}
-_INVALID = {"description": "`validation-error`"}
-_LAGGING = {"description": "`projection-lagging`: `min_position` not reached in time"}
-QUERY_PROBLEMS: dict[int | str, dict[str, Any]] = {
-    401: _UNAUTHENTICATED,
-    403: {"description": "`forbidden`: needs `stock:read`"},
-    422: _INVALID,
-    503: _LAGGING,
-}
-AUDIT_PROBLEMS: dict[int | str, dict[str, Any]] = {
-    401: _UNAUTHENTICATED,
-    403: {"description": "`forbidden`: needs `audit:read`"},
-    422: _INVALID,
-}
+QUERY_PROBLEMS = problem_responses(
+    {
+        403: "`forbidden`: needs `stock:read`",
+        503: "`projection-lagging`: `min_position` not reached in time; `service-unavailable`",
+    }
+)
+AUDIT_PROBLEMS = problem_responses({403: "`forbidden`: needs `audit:read`"})
 
 
 def _text(value: Decimal | None) -> str | None:
@@ -90,7 +85,7 @@ def get_kpis(
     caller: Reader,
     start: Annotated[date, Query(alias="from", description="First business day (ISO date).")],
     end: Annotated[date, Query(alias="to", description="Last business day, inclusive.")],
-    warehouse: str | None = None,
+    warehouse: Filter = None,
     min_position: MinPosition = None,
 ) -> KpiAnswer:
     if end < start:
@@ -251,7 +246,8 @@ def _str(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def _audit_event(row: ChainRow, prev_hash: bytes | None) -> AuditEvent:
+def audit_event(row: ChainRow, prev_hash: bytes | None) -> AuditEvent:
+    """A stored event as the audit feed gives it (`prev_hash` None: the one before is missing)."""
     position, payload, digest = row
     header = header_of(payload)
     topic = header.get("topic")
@@ -284,12 +280,14 @@ def _audit_event(row: ChainRow, prev_hash: bytes | None) -> AuditEvent:
 def list_audit_events(
     request: Request,
     caller: Auditor,
-    after: Annotated[int, Query(ge=0, description="Events after this position.")] = 0,
+    after: Annotated[
+        int, Query(ge=0, le=MAX_POSITION, description="Events after this position.")
+    ] = 0,
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> AuditPage:
     if cursor is not None:
-        if not cursor.isdigit():
+        if not (cursor.isascii() and cursor.isdigit() and int(cursor) <= MAX_POSITION):
             raise Problem(
                 "validation-error",
                 "the cursor is not one this list gave",
@@ -311,7 +309,7 @@ def list_audit_events(
     for row in rows:
         if row[0] != expected:
             prev = None  # the row before is missing: its hash is not known
-        items.append(_audit_event(row, prev))
+        items.append(audit_event(row, prev))
         prev, expected = row[2], row[0] + 1
     last = rows[-1][0] if rows else after
     return AuditPage(

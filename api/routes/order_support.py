@@ -27,7 +27,8 @@ from api.pages import (
     encode_cursor,
     read_model,
 )
-from api.problems import Problem
+from api.problems import Problem, problem_responses
+from api.routes.inputs import Body
 from domain.metadata import EventMetadata
 from domain.ordering import OrderResult, load_order
 from domain.orders import LineQuantity, OrderAggregate
@@ -43,34 +44,36 @@ ZERO = Decimal(0)
 
 
 def _problems(permission: str) -> dict[int | str, dict[str, Any]]:
-    return {
-        401: {"description": "`unauthenticated`"},
-        403: {"description": f"`forbidden`: needs `{permission}`"},
-        404: {"description": "`not-found`: no such order in this tenant"},
-        409: {
-            "description": "`invalid-state` (with `status`), `already-exists`, `over-receipt`,"
+    return problem_responses(
+        {
+            403: f"`forbidden`: needs `{permission}` (and `stock:backdate` for an"
+            " `effective_at` more than 24 hours back)",
+            404: "`not-found`: no such order in this tenant",
+            409: "`invalid-state` (with `status`), `already-exists`, `over-receipt`,"
             " `insufficient-stock`, `lot-expired`, `lot-unavailable`, `lot-conflict`,"
-            " `period-locked`, `concurrency-conflict`, `idempotency-key-in-progress`"
-        },
-        422: {
-            "description": "`validation-error`, `unknown-reference`, `lot-required`,"
-            " `idempotency-key-reused`"
-        },
-    }
+            " `period-locked`, `concurrency-conflict`, `idempotency-key-in-progress`",
+            422: "`validation-error`, `unknown-reference`, `lot-required`,"
+            " `idempotency-key-reused`",
+        }
+    )
 
 
 PURCHASE_PROBLEMS = _problems("po:write")
 SALES_PROBLEMS = _problems("so:write")
-READ_PROBLEMS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "`unauthenticated`"},
-    403: {"description": "`forbidden`: needs `stock:read`"},
-    404: {"description": "`not-found`: no such order in this tenant"},
-    422: {"description": "`validation-error`"},
-    503: {"description": "`projection-lagging`: `min_position` not reached in time"},
-}
+READ_PROBLEMS = problem_responses(
+    {
+        403: "`forbidden`: needs `stock:read`",
+        404: "`not-found`: no such order in this tenant",
+        503: "`projection-lagging`: `min_position` not reached in time; `service-unavailable`",
+    }
+)
 
 
-LineNumber = Annotated[int, Field(ge=1, description="The order line's number (from 1).")]
+#: Lines an order may have.
+MAX_LINES = 500
+LineNumber = Annotated[
+    int, Field(ge=1, le=MAX_LINES, description="The order line's number (from 1).")
+]
 
 
 # -- requests -------------------------------------------------------------------------------------
@@ -82,13 +85,13 @@ class PurchaseLineIn(BaseModel):
     unit_cost: Number
 
 
-class PurchaseOrderIn(BaseModel):
+class PurchaseOrderIn(Body):
     supplier: Text
     warehouse: Code
     expected_on: date | None = None
     external_id: Text | None = None
     reference: Text | None = None
-    lines: list[PurchaseLineIn] = Field(min_length=1, max_length=500)
+    lines: list[PurchaseLineIn] = Field(min_length=1, max_length=MAX_LINES)
 
 
 class ReceiptLineIn(BaseModel):
@@ -99,7 +102,7 @@ class ReceiptLineIn(BaseModel):
     expires_on: date | None = None
 
 
-class ReceiptsIn(BaseModel):
+class ReceiptsIn(Body):
     lines: list[ReceiptLineIn] = Field(min_length=1)
     effective_at: EffectiveAt = None
 
@@ -109,12 +112,12 @@ class SalesLineIn(BaseModel):
     quantity: Number
 
 
-class SalesOrderIn(BaseModel):
+class SalesOrderIn(Body):
     customer: Text
     warehouse: Code
     external_id: Text | None = None
     reference: Text | None = None
-    lines: list[SalesLineIn] = Field(min_length=1, max_length=500)
+    lines: list[SalesLineIn] = Field(min_length=1, max_length=MAX_LINES)
 
 
 class ShipLineIn(BaseModel):
@@ -122,7 +125,7 @@ class ShipLineIn(BaseModel):
     quantity: Number
 
 
-class ShipIn(BaseModel):
+class ShipIn(Body):
     lines: list[ShipLineIn] | None = Field(
         default=None, min_length=1, description="All that is allocated when absent."
     )
@@ -137,7 +140,7 @@ class ReturnLineIn(BaseModel):
     lot: Code | None = Field(None, description="Only stock shipped from this lot.")
 
 
-class ReturnsIn(BaseModel):
+class ReturnsIn(Body):
     lines: list[ReturnLineIn] = Field(min_length=1)
     effective_at: EffectiveAt = None
 

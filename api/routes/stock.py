@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
@@ -21,7 +21,8 @@ from api.commands import (
     movement_meta,
 )
 from api.pages import decimal_text
-from api.problems import Problem
+from api.problems import Problem, problem_responses
+from api.routes.inputs import Body
 from domain.commands import StockResult
 from domain.errors import UnknownReference
 from domain.metadata import EventMetadata
@@ -32,25 +33,18 @@ Writer = Annotated[Principal, Depends(permitted("stock:write"))]
 
 #: Digits a quantity or amount may have in all (the read models keep 26 before the point).
 
-PROBLEMS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "`unauthenticated`"},
-    403: {
-        "description": "`forbidden`: needs `stock:write` (and `stock:backdate` for an"
-        " `effective_at` more than 24 hours back)"
-    },
-    409: {
-        "description": "`insufficient-stock` (with `requested`, `available`), `lot-expired`,"
-        " `lot-unavailable`, `lot-conflict`, `count-mismatch`, `period-locked`,"
-        " `concurrency-conflict`, `idempotency-key-in-progress`"
-    },
-    422: {
-        "description": "`validation-error`, `unknown-reference`, `lot-required`,"
-        " `idempotency-key-reused`"
-    },
+CASES = {
+    403: "`forbidden`: needs `stock:write` (and `stock:backdate` for an `effective_at` more"
+    " than 24 hours back)",
+    409: "`insufficient-stock` (with `requested`, `available`), `lot-expired`,"
+    " `lot-unavailable`, `lot-conflict`, `count-mismatch`, `period-locked`,"
+    " `concurrency-conflict`, `idempotency-key-in-progress`",
+    422: "`validation-error`, `unknown-reference`, `lot-required`, `idempotency-key-reused`",
 }
-LOT_PROBLEMS: dict[int | str, dict[str, Any]] = PROBLEMS | {
-    404: {"description": "`not-found`: no such lot of the SKU in this tenant"}
-}
+PROBLEMS = problem_responses(CASES)
+LOT_PROBLEMS = problem_responses(
+    CASES | {404: "`not-found`: no such lot of the SKU in this tenant"}
+)
 
 
 Reason = Literal[
@@ -61,7 +55,7 @@ Reason = Literal[
 # -- requests -------------------------------------------------------------------------------------
 
 
-class NewReceipt(BaseModel):
+class NewReceipt(Body):
     sku: Code
     warehouse: Code
     bin: Code
@@ -73,7 +67,7 @@ class NewReceipt(BaseModel):
     effective_at: EffectiveAt = None
 
 
-class NewIssue(BaseModel):
+class NewIssue(Body):
     sku: Code
     warehouse: Code
     quantity: Number
@@ -84,7 +78,7 @@ class NewIssue(BaseModel):
     effective_at: EffectiveAt = None
 
 
-class NewReservation(BaseModel):
+class NewReservation(Body):
     sku: Code
     warehouse: Code
     quantity: Number
@@ -94,14 +88,14 @@ class NewReservation(BaseModel):
     effective_at: EffectiveAt = None
 
 
-class NewRelease(BaseModel):
+class NewRelease(Body):
     sku: Code
     warehouse: Code
     reference: Text
     effective_at: EffectiveAt = None
 
 
-class NewMove(BaseModel):
+class NewMove(Body):
     sku: Code
     warehouse: Code
     from_bin: Code
@@ -112,7 +106,7 @@ class NewMove(BaseModel):
     effective_at: EffectiveAt = None
 
 
-class NewTransfer(BaseModel):
+class NewTransfer(Body):
     sku: Code
     from_warehouse: Code
     to_warehouse: Code
@@ -124,7 +118,7 @@ class NewTransfer(BaseModel):
     effective_at: EffectiveAt = None
 
 
-class NewAdjustment(BaseModel):
+class NewAdjustment(Body):
     sku: Code
     warehouse: Code
     bin: Code
@@ -135,7 +129,7 @@ class NewAdjustment(BaseModel):
     effective_at: EffectiveAt = None
 
 
-class NewCount(BaseModel):
+class NewCount(Body):
     sku: Code
     warehouse: Code
     bin: Code
@@ -145,14 +139,14 @@ class NewCount(BaseModel):
     effective_at: EffectiveAt = None
 
 
-class NewWriteOff(BaseModel):
+class NewWriteOff(Body):
     sku: Code
     warehouse: Code
     lot: Code | None = Field(None, description="Only this lot; all expired lots when absent.")
     effective_at: EffectiveAt = None
 
 
-class NewLotStatus(BaseModel):
+class NewLotStatus(Body):
     sku: Code
     status: Literal["released", "hold", "quarantine"]
 

@@ -23,7 +23,8 @@ from api.pages import (
     encode_cursor,
     read_model,
 )
-from api.problems import Problem
+from api.problems import Problem, problem_responses
+from api.routes.inputs import Filter
 from projections.catalog import business_dates
 from projections.history import lots_as_of, stock_levels_as_of
 from projections.lots import LotLevel, lots
@@ -38,12 +39,12 @@ MOVEMENT_READS = ("movements",)
 BATCH = 500
 UNIT_COST = Decimal("0.000001")
 
-PROBLEMS = {
-    401: {"description": "`unauthenticated`"},
-    403: {"description": "`forbidden`: needs `stock:read`"},
-    422: {"description": "`validation-error`"},
-    503: {"description": "`projection-lagging`: `min_position` not reached in time"},
-}
+PROBLEMS = problem_responses(
+    {
+        403: "`forbidden`: needs `stock:read`",
+        503: "`projection-lagging`: `min_position` not reached in time; `service-unavailable`",
+    }
+)
 
 T = TypeVar("T")
 
@@ -107,14 +108,30 @@ def _filtered(
     return found[:limit]
 
 
-def _aware(moment: datetime | None, field: str) -> datetime | None:
-    if moment is not None and moment.tzinfo is None:
-        raise Problem(
-            "validation-error",
-            "times need an offset",
-            errors=[{"field": f"query.{field}", "message": "a time needs an offset (or Z)"}],
-        )
-    return None if moment is None else moment.astimezone(UTC)
+def aware_time(moment: datetime | None, field: str) -> datetime | None:
+    """The time in UTC; 422 without an offset or out of the range of times (years 1-9999)."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        raise _invalid_time(field, "a time needs an offset (or Z)")
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise _invalid_time(field, "the time in UTC is out of range") from None
+
+
+def _invalid_time(field: str, message: str) -> Problem:
+    return Problem(
+        "validation-error", message, errors=[{"field": f"query.{field}", "message": message}]
+    )
+
+
+def _horizon(today: date, days: int) -> date:
+    """`days` after `today`, or the last date there is."""
+    try:
+        return today + timedelta(days=days)
+    except OverflowError:
+        return date.max
 
 
 def _cost(value: Decimal, on_hand: Decimal) -> str | None:
@@ -150,15 +167,15 @@ def _expired(row: LotLevel, today: date) -> bool:
     "/lots",
     response_model=LotPage,
     summary="Lots per SKU, warehouse and bin: on hand, reserved, expiry, unit cost, status",
-    responses=PROBLEMS,  # type: ignore[arg-type]
+    responses=PROBLEMS,
 )
 def list_lots(
     request: Request,
     caller: Reader,
-    sku: str | None = None,
-    warehouse: str | None = None,
-    bin: str | None = None,
-    lot: str | None = None,
+    sku: Filter = None,
+    warehouse: Filter = None,
+    bin: Filter = None,
+    lot: Filter = None,
     status: Literal["released", "hold", "quarantine"] | None = None,
     expiring_within_days: Annotated[
         int | None,
@@ -196,7 +213,7 @@ def list_lots(
             if expired is not None and _expired(row, today) != expired:
                 return False
             if expiring_within_days is not None:
-                horizon = today + timedelta(days=expiring_within_days)
+                horizon = _horizon(today, expiring_within_days)
                 return row.expires_on is not None and today <= row.expires_on <= horizon
             return True
 
@@ -231,15 +248,15 @@ def list_lots(
     "/movements",
     response_model=MovementPage,
     summary="Movement history: every change of on hand per lot and bin, with actor and reference",
-    responses=PROBLEMS,  # type: ignore[arg-type]
+    responses=PROBLEMS,
 )
 def list_movements(
     request: Request,
     caller: Reader,
-    sku: str | None = None,
-    warehouse: str | None = None,
-    lot: str | None = None,
-    reference: str | None = None,
+    sku: Filter = None,
+    warehouse: Filter = None,
+    lot: Filter = None,
+    reference: Filter = None,
     from_: Annotated[
         datetime | None,
         Query(alias="from", description="Only movements effective at or after this time."),
@@ -251,7 +268,7 @@ def list_movements(
     cursor: Cursor = None,
     min_position: MinPosition = None,
 ) -> MovementPage:
-    start, end = _aware(from_, "from"), _aware(to, "to")
+    start, end = aware_time(from_, "from"), aware_time(to, "to")
     after = None if cursor is None else decode_cursor(cursor, 2)
     if after is not None and not all(type(part) is int for part in after):
         raise Problem(
@@ -346,9 +363,9 @@ KnownAt = Annotated[
 
 
 def _moment(at: datetime, known_at: datetime | None) -> tuple[datetime, datetime | None]:
-    moment = _aware(at, "at")
+    moment = aware_time(at, "at")
     assert moment is not None
-    return moment, _aware(known_at, "known_at")
+    return moment, aware_time(known_at, "known_at")
 
 
 def _ledger_head(store: Any, tenant_id: Any, min_position: int | None) -> int:
@@ -383,15 +400,15 @@ def _page_of(
     "/stock-levels/as-of",
     response_model=LevelAsOfPage,
     summary="Stock per SKU and warehouse at an effective time, as recorded by a known time",
-    responses=PROBLEMS,  # type: ignore[arg-type]
+    responses=PROBLEMS,
 )
 def list_stock_levels_as_of(
     request: Request,
     caller: Reader,
     at: At,
     known_at: KnownAt = None,
-    sku: str | None = None,
-    warehouse: str | None = None,
+    sku: Filter = None,
+    warehouse: Filter = None,
     limit: Limit = 100,
     cursor: Cursor = None,
     min_position: MinPosition = None,
@@ -421,15 +438,15 @@ def list_stock_levels_as_of(
     "/lots/as-of",
     response_model=LotAsOfPage,
     summary="Lots in bins at an effective time, as recorded by a known time",
-    responses=PROBLEMS,  # type: ignore[arg-type]
+    responses=PROBLEMS,
 )
 def list_lots_as_of(
     request: Request,
     caller: Reader,
     at: At,
     known_at: KnownAt = None,
-    sku: str | None = None,
-    warehouse: str | None = None,
+    sku: Filter = None,
+    warehouse: Filter = None,
     limit: Limit = 100,
     cursor: Cursor = None,
     min_position: MinPosition = None,

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from api.auth import Principal, permitted
 from api.pages import (
+    MAX_POSITION,
     Cursor,
     Limit,
     MinPosition,
@@ -18,6 +19,8 @@ from api.pages import (
     encode_cursor,
     read_model,
 )
+from api.problems import problem_responses
+from api.routes.inputs import Filter
 from projections.stock_levels import stock_levels
 
 router = APIRouter(prefix="/v1", tags=["queries"])
@@ -41,27 +44,28 @@ class StockLevelPage(Page):
     items: list[StockLevelItem]
 
 
-PROBLEMS = {
-    401: {"description": "`unauthenticated`"},
-    403: {"description": "`forbidden`: needs `stock:read`"},
-    422: {"description": "`validation-error`"},
-    503: {"description": "`projection-lagging`: `min_position` not reached in time"},
-}
+PROBLEMS = problem_responses(
+    {
+        403: "`forbidden`: needs `stock:read`",
+        503: "`projection-lagging`: `min_position` not reached in time; `service-unavailable`",
+    }
+)
 
 
 @router.get(
     "/stock-levels",
     response_model=StockLevelPage,
     summary="On hand, reserved, available, incoming and value per SKU and warehouse",
-    responses=PROBLEMS,  # type: ignore[arg-type]
+    responses=PROBLEMS,
 )
 def list_stock_levels(
     request: Request,
     caller: Reader,
-    sku: str | None = None,
-    warehouse: str | None = None,
+    sku: Filter = None,
+    warehouse: Filter = None,
     changed_after: Annotated[
-        int | None, Query(ge=0, description="Only rows changed after this position.")
+        int | None,
+        Query(ge=0, le=MAX_POSITION, description="Only rows changed after this position."),
     ] = None,
     limit: Limit = 100,
     cursor: Cursor = None,
