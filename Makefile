@@ -32,7 +32,7 @@ lint: setup
 	$(BIN)/mypy
 
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto
 
 bench: setup
 	$(BIN)/python -m bench.append
@@ -40,6 +40,7 @@ bench: setup
 	$(BIN)/python -m bench.commands
 	$(BIN)/python -m bench.export
 	$(BIN)/python -m bench.rebuild
+	$(BIN)/python -m bench.http
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info ledger.db*
