@@ -250,8 +250,11 @@ class Runner:
         log.exception(
             "projection %s failed for tenant %s at %s", projection.name, tenant_id, position
         )
-        with self.engine.begin() as conn:
-            self.record_failure_on(conn, projection.name, tenant_id, position, error)
+        try:
+            with self.engine.begin() as conn:
+                self.record_failure_on(conn, projection.name, tenant_id, position, error)
+        except IntegrityError:
+            pass  # another runner met the same event first and recorded it: one record stands
 
     @staticmethod
     def record_failure_on(

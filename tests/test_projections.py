@@ -293,6 +293,20 @@ def test_a_failing_event_stops_that_tenant_only_and_is_retried_when_cleared(
     assert projected(engine, broken.tenant_id) == folded(broken)
 
 
+def test_a_failure_two_runners_meet_at_once_is_recorded_once_without_an_error(
+    store: LedgerStore, engine: Engine
+) -> None:
+    broken = seeded(store, 40)
+    projection = Failing(broken.tenant_id, position=30)
+    first, second = (Runner(store, engine, [projection], batch_size=10) for _ in range(2))
+    first.run_once()
+    failed = next(p for p in first.progress() if p.tenant_id == broken.tenant_id)
+    # The second runner met the same event before it saw the first one's record.
+    second._record_failure(projection, broken.tenant_id, ValueError("the same event"))
+    again = next(p for p in second.progress() if p.tenant_id == broken.tenant_id)
+    assert (again.position, again.failed_at) == (failed.position, failed.failed_at) == (29, 30)
+
+
 class Disconnected(StockLevels):
     """Stock levels whose database connection drops while applying a batch, until fixed."""
 
