@@ -31,7 +31,13 @@ from api.pages import MAX_POSITION, MinPosition, decimal_text, scope
 from api.problems import problem_responses
 from api.routes.inputs import Filter
 from api.routes.insights import ZERO_HASH, audit_event
-from api.routes.stock_history import MOVEMENT_READS, MovementItem, aware_time
+from api.routes.stock_history import (
+    MOVEMENT_READS,
+    MovedBefore,
+    MovedFrom,
+    MovementItem,
+    aware_time,
+)
 from api.routes.stock_levels import READS as LEVEL_READS
 from eventstore.store import LedgerStore
 from projections.movements import Movement, movements
@@ -259,13 +265,8 @@ def export_movements(
     warehouse: Filter = None,
     lot: Filter = None,
     reference: Filter = None,
-    from_: Annotated[
-        datetime | None,
-        Query(alias="from", description="Only movements effective at or after this time."),
-    ] = None,
-    to: Annotated[
-        datetime | None, Query(description="Only movements effective before this time.")
-    ] = None,
+    from_: MovedFrom = None,
+    to: MovedBefore = None,
     min_position: MinPosition = None,
 ) -> StreamingResponse:
     """Movement history as CSV, streamed, with the filters of `GET /v1/movements`."""

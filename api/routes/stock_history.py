@@ -244,6 +244,16 @@ def list_lots(
     )
 
 
+#: The `from` / `to` filters of movements (effective time; `to` exclusive).
+MovedFrom = Annotated[
+    datetime | None,
+    Query(alias="from", description="Only movements effective at or after this time."),
+]
+MovedBefore = Annotated[
+    datetime | None, Query(description="Only movements effective before this time.")
+]
+
+
 @router.get(
     "/movements",
     response_model=MovementPage,
@@ -257,13 +267,8 @@ def list_movements(
     warehouse: Filter = None,
     lot: Filter = None,
     reference: Filter = None,
-    from_: Annotated[
-        datetime | None,
-        Query(alias="from", description="Only movements effective at or after this time."),
-    ] = None,
-    to: Annotated[
-        datetime | None, Query(description="Only movements effective before this time.")
-    ] = None,
+    from_: MovedFrom = None,
+    to: MovedBefore = None,
     limit: Limit = 100,
     cursor: Cursor = None,
     min_position: MinPosition = None,
