@@ -203,22 +203,7 @@ def export_stock_levels(
 
 
 def _movement_cells(row: Movement) -> list[object]:
-    item = MovementItem(
-        position=row.position,
-        seq=row.seq,
-        sku=row.sku,
-        warehouse=row.warehouse,
-        lot=row.lot,
-        bin=row.bin,
-        quantity=decimal_text(row.quantity),
-        unit_cost=decimal_text(row.unit_cost),
-        reason=row.reason,
-        reference=row.reference,
-        effective_at=row.effective_at,
-        recorded_at=row.recorded_at,
-        actor=row.actor,
-        request_id=row.request_id,
-    ).model_dump(mode="json")
+    item = MovementItem.of(row).model_dump(mode="json")
     return ["" if item[c] is None else item[c] for c in MOVEMENT_COLUMNS]
 
 

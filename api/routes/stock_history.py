@@ -84,6 +84,26 @@ class MovementItem(BaseModel):
     actor: str | None  # "<kind>:<id>" of who caused it
     request_id: str | None
 
+    @classmethod
+    def of(cls, row: Movement) -> MovementItem:
+        """The API's view of a movement row (decimals as the contract writes them)."""
+        return cls(
+            position=row.position,
+            seq=row.seq,
+            sku=row.sku,
+            warehouse=row.warehouse,
+            lot=row.lot,
+            bin=row.bin,
+            quantity=decimal_text(row.quantity),
+            unit_cost=decimal_text(row.unit_cost),
+            reason=row.reason,
+            reference=row.reference,
+            effective_at=row.effective_at,
+            recorded_at=row.recorded_at,
+            actor=row.actor,
+            request_id=row.request_id,
+        )
+
 
 class MovementPage(Page):
     items: list[MovementItem]
@@ -306,25 +326,7 @@ def list_movements(
     more = len(rows) > limit
     rows = rows[:limit]
     return MovementPage(
-        items=[
-            MovementItem(
-                position=r.position,
-                seq=r.seq,
-                sku=r.sku,
-                warehouse=r.warehouse,
-                lot=r.lot,
-                bin=r.bin,
-                quantity=decimal_text(r.quantity),
-                unit_cost=decimal_text(r.unit_cost),
-                reason=r.reason,
-                reference=r.reference,
-                effective_at=r.effective_at,
-                recorded_at=r.recorded_at,
-                actor=r.actor,
-                request_id=r.request_id,
-            )
-            for r in rows
-        ],
+        items=[MovementItem.of(r) for r in rows],
         next_cursor=encode_cursor((rows[-1].position, rows[-1].seq)) if more else None,
         position=at,
     )
