@@ -70,6 +70,38 @@ class Settings(BaseSettings):
     )
     log_requests: bool = Field(default=True, description="Log one JSON line per request.")
 
+    kafka_bootstrap_servers: str | None = Field(
+        default=None,
+        description="Comma-separated host:port of the Kafka brokers; unset: no Kafka, alerts and"
+        " webhook deliveries run in-process from the event store.",
+    )
+    kafka_topic: str = Field(
+        default="ledger.events", min_length=1, description="The topic `ledger relay` publishes to."
+    )
+    kafka_dlq_topic: str = Field(
+        default="ledger.webhooks.dlq",
+        min_length=1,
+        description="Where webhook deliveries that ran out of attempts are parked.",
+    )
+    webhook_max_attempts: int = Field(
+        default=8, ge=1, le=100, description="Attempts of one delivery before it is dead-lettered."
+    )
+    webhook_backoff_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="Pause after a delivery's first failure; doubled after each later one"
+        " (with random jitter of up to half of it).",
+    )
+    webhook_backoff_max_seconds: float = Field(
+        default=600.0, gt=0, description="The longest pause between two attempts of a delivery."
+    )
+    webhook_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=120, description="How long one delivery attempt may take."
+    )
+    webhook_workers: int = Field(
+        default=8, ge=1, le=256, description="Deliveries sent at once (one per webhook at most)."
+    )
+
     @field_validator("database_url")
     @classmethod
     def _known_scheme(cls, url: str) -> str:
@@ -81,6 +113,12 @@ class Settings(BaseSettings):
     @classmethod
     def _on_or_off(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @property
+    def kafka_servers(self) -> list[str]:
+        """The bootstrap servers (empty: Kafka is not configured)."""
+        text = self.kafka_bootstrap_servers or ""
+        return [server.strip() for server in text.split(",") if server.strip()]
 
     @property
     def projections_enabled(self) -> bool:

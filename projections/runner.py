@@ -42,6 +42,11 @@ class TrackingMoved(Exception):
     """Another runner applied the same events first; this batch was rolled back."""
 
 
+class NotYet(Exception):
+    """A projection cannot apply these events yet (read models it reads are behind them); the
+    batch was rolled back, nothing is recorded, and a later run tries again."""
+
+
 class Projection(Protocol):
     """A read model fed by events: it applies a batch of one tenant's events in a transaction."""
 
@@ -112,8 +117,8 @@ class Runner:
         while True:
             try:
                 done = self.step(projection, tenant_id, limit)
-            except TrackingMoved:
-                return total  # another runner is ahead on this tenant: nothing was written
+            except (TrackingMoved, NotYet):
+                return total  # another runner is ahead, or it must wait: nothing was written
             except TRANSIENT:
                 raise  # the database, not the event: the caller retries, nothing is recorded
             except Exception as error:  # recorded and reported; the other tenants go on
