@@ -1,7 +1,11 @@
 """The webhook delivery log: one row per attempt to deliver one event to one webhook.
 
-The delivery worker writes it (a pending row, then its outcome); administrators read it a page
-at a time. It is not rebuilt from events: it records what happened outside the ledger.
+The outbox (`consumers.webhooks`) writes each delivery's first attempt, pending; the dispatcher
+(`consumers.delivery`) claims a pending attempt, sends it and records its outcome: `delivered`,
+`failed` (with the next attempt added, pending) or `dead` (out of attempts, or its webhook was
+disabled before it was sent). Administrators read it a page at a time. It is not rebuilt from
+events: it records what happened outside the ledger. The body to send (`payload`) is kept on
+pending and dead attempts only.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from typing import Literal, cast
 from uuid import UUID
 
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
     Connection,
     Index,
@@ -60,9 +65,28 @@ class WebhookDeliveryRow(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     attempted_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    payload: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 DELIVERIES = cast("Table", WebhookDeliveryRow.__table__)
+
+
+class WebhookSubscriptionRow(Base):
+    """A tenant's webhook as deliveries see it: what it gets from which position on (events
+    after the one that registered it), its sealed signing secret, and when it was disabled."""
+
+    __tablename__ = "webhook_subscriptions"
+
+    tenant_id: Mapped[TenantId]
+    webhook_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    url: Mapped[str] = mapped_column(Text, nullable=False)
+    events: Mapped[str] = mapped_column(Text, nullable=False)  # JSON list of public types or "*"
+    sealed_secret: Mapped[str] = mapped_column(Text, nullable=False)
+    registered_position: Mapped[Position]
+    disabled_position: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+SUBSCRIPTIONS = cast("Table", WebhookSubscriptionRow.__table__)
 #: Where a page of the log ends: (event position, delivery id, attempt) of its last row.
 LogKey = tuple[int, str, int]
 
