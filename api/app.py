@@ -14,6 +14,7 @@ from api.exact_numbers import ExactNumbers
 from api.pages import reader_role
 from api.routes import (
     admin,
+    alert_log,
     api_keys,
     catalog,
     exports,
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(stock_levels.router)
     app.include_router(stock_history.router)
+    app.include_router(alert_log.router)
     app.include_router(insights.router)
     app.include_router(api_keys.router)
     app.include_router(catalog.router)

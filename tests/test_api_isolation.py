@@ -296,6 +296,9 @@ TABLE: dict[tuple[str, str], Cases] = {
         for f in ({}, {"warehouse": w.warehouse})
     ],
     ("GET", "/v1/alerts"): _lists("/v1/alerts"),
+    ("GET", "/v1/alerts/records"): _lists(
+        "/v1/alerts/records", lambda w: {"state": "open"}, lambda w: {"kind": "low_stock"}
+    ),
     ("GET", "/v1/audit/events"): _lists("/v1/audit/events", lambda w: {"after": 0}),
     ("GET", "/v1/audit/verify"): lambda w: [Attempt("GET", "/v1/audit/verify", "list")],
     ("POST", "/v1/api-keys"): lambda w: [

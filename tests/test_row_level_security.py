@@ -13,17 +13,24 @@ from sqlalchemy.exc import ProgrammingError
 from eventstore.postgres import PostgresLedgerStore
 from ledger import read_side
 from ledger.settings import Settings
+from projections.alert_records import AlertRecordRow
 from projections.schema import Base
 from projections.stock_levels import stock_levels
 from projections.tenancy import tenant_scope
-from projections.webhook_log import WebhookDeliveryRow
+from projections.webhook_log import WebhookDeliveryRow, WebhookSubscriptionRow
 from tests.test_projections import seeded
 
 pytestmark = pytest.mark.postgres
 rls = importlib.import_module("migrations.versions.0010_row_level_security")
 barcodes = importlib.import_module("migrations.versions.0011_barcodes")
-#: Every table holding tenants' rows under the tenant-isolation policy (migrations 0010-0013).
-PROTECTED = (*rls.TABLES, *barcodes.TABLES, WebhookDeliveryRow.__tablename__)
+#: Every table holding tenants' rows under the tenant-isolation policy (migrations 0010-0015).
+PROTECTED = (
+    *rls.TABLES,
+    *barcodes.TABLES,
+    WebhookDeliveryRow.__tablename__,
+    AlertRecordRow.__tablename__,
+    WebhookSubscriptionRow.__tablename__,
+)
 
 
 @pytest.fixture
