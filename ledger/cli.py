@@ -16,7 +16,7 @@ from ledger import demo, migrate
 from ledger.apikey_cli import apikey_app
 from ledger.audit_cli import audit_app, verify_chain
 from ledger.cli_support import cli_meta, fail, load_settings, opened_ledger
-from ledger.kafka_cli import db_new_store_id, relay
+from ledger.kafka_cli import consume_app, db_new_store_id, relay, webhooks_app
 from ledger.projections_cli import projections_app
 from ledger.rebuild_cli import projections_rebuild
 from ledger.sealing import new_key
@@ -34,6 +34,8 @@ app.add_typer(projections_app, name="projections")
 app.add_typer(apikey_app, name="apikey")
 app.command("serve")(serve)
 app.command("relay")(relay)
+app.add_typer(consume_app, name="consume")
+app.add_typer(webhooks_app, name="webhooks")
 db_app.command("new-store-id")(db_new_store_id)
 
 

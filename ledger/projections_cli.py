@@ -14,6 +14,7 @@ from domain.errors import NotFound
 from domain.tenant import Tenant
 from ledger import read_side
 from ledger.cli_support import load_settings, opened_ledger
+from ledger.reactions import Reactions
 from ledger.wiring import Ledger
 from projections.runner import Runner
 
@@ -27,7 +28,7 @@ def projections_status() -> None:
     with opened_ledger() as ledger:
         engine = read_side.read_engine(settings)
         try:
-            rows = read_side.runner(ledger.store, engine).progress()
+            rows = read_side.runner(ledger.store, engine, settings=settings).progress()
             failures = read_side.failures(engine)
         finally:
             engine.dispose()
@@ -66,11 +67,16 @@ def projections_run(
     settings = load_settings()
     with opened_ledger() as ledger:
         engine = read_side.read_engine(settings)
-        runner = read_side.runner(ledger.store, engine, batch_size=batch)
+        runner = read_side.runner(ledger.store, engine, batch_size=batch, settings=settings)
         started = time.perf_counter()
         try:
             if follow:
-                applied = _follow(runner, interval=interval, safety_net=safety_net)
+                beside = Reactions(settings, engine)
+                beside.start()
+                try:
+                    applied = _follow(runner, interval=interval, safety_net=safety_net)
+                finally:
+                    beside.stop()
             else:
                 applied = runner.run_once()
         finally:

@@ -10,7 +10,7 @@ from uuid import UUID
 from sqlalchemy import Engine, create_engine, select
 
 from eventstore.store import LedgerStore
-from ledger import following
+from ledger import following, reactions
 from ledger.settings import Settings
 from projections.audit_log import AuditLog
 from projections.catalog import Catalog
@@ -36,8 +36,19 @@ def read_engine(settings: Settings) -> Engine:
     return create_engine(settings.sqlalchemy_url, pool_pre_ping=True)
 
 
-def runner(store: LedgerStore, engine: Engine, *, batch_size: int = 2000) -> Runner:
-    return Runner(store, engine, projections(), batch_size=batch_size)
+def runner(
+    store: LedgerStore,
+    engine: Engine,
+    *,
+    batch_size: int = 2000,
+    settings: Settings | None = None,
+) -> Runner:
+    """The read models' runner; with `settings`, also what reacts to events in this process
+    (alerts and webhook deliveries, unless Kafka consumers run them): see ledger.reactions."""
+    found = projections()
+    if settings is not None:
+        found += reactions.reactors(settings, store)
+    return Runner(store, engine, found, batch_size=batch_size)
 
 
 def follow(
@@ -89,16 +100,22 @@ class ReadSide:
             "retry_max": retry_max,
         }
         self.applied = 0
+        #: Webhook deliveries and alert sweeps beside the runner (none unless set).
+        self.reactions: reactions.Reactions | None = None
+        #: What a read waits for: the read models, not what reacts to events.
+        self.read_models = [p.name for p in projections()]
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, store: LedgerStore, engine: Engine) -> ReadSide:
-        return cls(
-            runner(store, engine),
+        side = cls(
+            runner(store, engine, settings=settings),
             enabled=settings.projections_enabled,
             wait_timeout=settings.min_position_timeout,
         )
+        side.reactions = reactions.Reactions(settings, engine)
+        return side
 
     @property
     def running(self) -> bool:
@@ -114,10 +131,14 @@ class ReadSide:
         self._stop.clear()
         self._thread = threading.Thread(target=self._follow, name="ledger-projections", daemon=True)
         self._thread.start()
+        if self.reactions is not None:
+            self.reactions.start()
 
     def stop(self, timeout: float = 10.0) -> bool:
         """Stops following and waits for the thread; whether it ended within `timeout`."""
         self._stop.set()
+        if self.reactions is not None:
+            self.reactions.stop(timeout)
         if self._thread is None:
             return True
         self._thread.join(timeout)
@@ -135,9 +156,12 @@ class ReadSide:
             self.runner.engine,
             tenant_id,
             position,
-            projections=[p.name for p in self.runner.projections],
+            projections=[p for p in self.read_models if p in self._running()],
             timeout=self.wait_timeout if timeout is None else timeout,
         )
+
+    def _running(self) -> set[str]:
+        return {p.name for p in self.runner.projections}
 
     def lag(self) -> dict[str, int]:
         """Events each read model has still to apply, summed over the tenants (the head's

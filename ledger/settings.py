@@ -83,6 +83,13 @@ class Settings(BaseSettings):
         min_length=1,
         description="Where webhook deliveries that ran out of attempts are parked.",
     )
+    kafka_session_timeout_ms: int = Field(
+        default=45000,
+        ge=1000,
+        le=300000,
+        description="How long a consumer may go silent before its group hands its partitions to"
+        " another member (a group join also takes about half of it).",
+    )
     webhook_max_attempts: int = Field(
         default=8, ge=1, le=100, description="Attempts of one delivery before it is dead-lettered."
     )
@@ -119,6 +126,12 @@ class Settings(BaseSettings):
         """The bootstrap servers (empty: Kafka is not configured)."""
         text = self.kafka_bootstrap_servers or ""
         return [server.strip() for server in text.split(",") if server.strip()]
+
+    @property
+    def kafka_group_timeouts(self) -> dict[str, int]:
+        """Consumer options of the group membership (session timeout, heartbeat)."""
+        session = self.kafka_session_timeout_ms
+        return {"session_timeout_ms": session, "heartbeat_interval_ms": min(3000, session // 3)}
 
     @property
     def projections_enabled(self) -> bool:
