@@ -41,6 +41,7 @@ bench: setup
 	$(BIN)/python -m bench.export
 	$(BIN)/python -m bench.rebuild
 	$(BIN)/python -m bench.http
+	$(BIN)/python -m bench.relay
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info ledger.db*

@@ -27,6 +27,9 @@ from projections.runner import Projection
 log = logging.getLogger(__name__)
 #: Seconds between two sweeps of expiry alerts (lots expire as time passes, not by events).
 SWEEP_SECONDS = 600.0
+#: Seconds from a process's start to its first sweep (restarts of many replicas do not all
+#: sweep every tenant at once; events raise and clear alerts meanwhile).
+FIRST_SWEEP_SECONDS = 60.0
 
 
 def reactors(settings: Settings, store: LedgerStore) -> list[Projection]:
@@ -54,9 +57,15 @@ def dispatcher(
     )
 
 
-def sweeping(engine: Engine, stop: threading.Event, every: float = SWEEP_SECONDS) -> None:
-    """Sweeps expiry alerts at once and then every `every` seconds until `stop` is set; a sweep
-    that fails is logged and the next one tries again."""
+def sweeping(
+    engine: Engine,
+    stop: threading.Event,
+    every: float = SWEEP_SECONDS,
+    first: float = FIRST_SWEEP_SECONDS,
+) -> None:
+    """Sweeps expiry alerts after `first` seconds and then every `every` seconds until `stop`
+    is set; a sweep that fails is logged and the next one tries again."""
+    stop.wait(first)
     while not stop.is_set():
         try:
             sweep_all(engine)
