@@ -25,6 +25,7 @@ from sqlalchemy import (
     Table,
     Text,
     select,
+    text,
     tuple_,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -52,6 +53,14 @@ class WebhookDeliveryRow(Base):
             "attempt",
         ),
         Index("webhook_deliveries_due", "tenant_id", "status", "next_attempt_at"),
+        Index(
+            "webhook_deliveries_pending",
+            "tenant_id",
+            "webhook_id",
+            "event_position",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
     )
 
     tenant_id: Mapped[TenantId]
