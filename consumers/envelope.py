@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 from uuid import UUID, uuid5
 
@@ -92,11 +93,11 @@ class Envelope:
     def as_dict(self) -> dict[str, Any]:
         return {
             "envelope": ENVELOPE,
-            "store_id": str(self.store_id),
+            "store_id": _text(self.store_id),
             "event_id": self.event_id,
-            "tenant_id": str(self.tenant_id),
+            "tenant_id": _text(self.tenant_id),
             "position": self.position,
-            "stream_id": str(self.stream_id),
+            "stream_id": _text(self.stream_id),
             "stream_version": self.stream_version,
             "type": self.type,
             "type_version": self.type_version,
@@ -115,13 +116,19 @@ class Envelope:
     @property
     def key(self) -> bytes:
         """The message key: the tenant id, so a tenant's events stay in order in one partition."""
-        return str(self.tenant_id).encode()
+        return _text(self.tenant_id).encode()
 
     def headers(self) -> list[tuple[str, bytes]]:
         return [
             (HEADER_TYPE, (self.type or "").encode()),
             (HEADER_POSITION, str(self.position).encode()),
         ]
+
+
+@lru_cache(maxsize=4096)
+def _text(value: UUID) -> str:
+    """A UUID's text (the store's, a tenant's and a stream's ids recur message after message)."""
+    return str(value)
 
 
 def envelope_of(store_id: UUID, event: LedgerEvent, payload: bytes, origins: Origins) -> Envelope:
