@@ -16,7 +16,6 @@ state, so the projection owns no rebuildable tables.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from uuid import UUID
@@ -28,7 +27,7 @@ from consumers.alert_writes import ORDER_KINDS, Stamp, open_keys, reconcile, rec
 from projections.alerts import LEVELS, LOTS, Key
 from projections.catalog import PRODUCTS, WAREHOUSES
 from projections.events import LedgerEvent
-from projections.runner import TRACKING, NotYet, Runner
+from projections.runner import TRACKING, NotYet, Runner, tenant_lock_key
 from projections.schema import LotStreamRow
 from projections.waiting import tracked
 
@@ -192,11 +191,6 @@ def _keys_of(
 # -- sweeps ---------------------------------------------------------------------------------------
 
 
-def tenant_lock_key(tenant_id: UUID) -> int:
-    """The transaction advisory lock the runner holds while it applies a tenant's batch."""
-    return zlib.crc32(f"{NAME}\x1f{tenant_id}".encode()) - 2**31
-
-
 def sweep(conn: Connection, tenant_id: UUID, now: datetime) -> int:
     """Re-judges at `now` every key with a lot that expires or an open condition record,
     raising and clearing at the tenant's tracked alerts position; returns how many keys it
@@ -205,7 +199,9 @@ def sweep(conn: Connection, tenant_id: UUID, now: datetime) -> int:
     On PostgreSQL it waits for the runner's lock on (alerts, tenant), so it never interleaves
     with a batch of the same tenant."""
     if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": tenant_lock_key(tenant_id)})
+        conn.execute(
+            text("SELECT pg_advisory_xact_lock(:k)"), {"k": tenant_lock_key(NAME, tenant_id)}
+        )
     position = Runner.position_on(conn, NAME, tenant_id)
     if position == 0:
         return 0

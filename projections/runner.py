@@ -238,7 +238,7 @@ class Runner:
         )
         if not shared:
             return False
-        key = zlib.crc32(f"{projection.name}\x1f{tenant_id}".encode()) - 2**31
+        key = tenant_lock_key(projection.name, tenant_id)
         return bool(conn.scalar(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": key}))
 
     @staticmethod
@@ -279,6 +279,12 @@ class Runner:
 def kind_of(topic: str) -> str:
     """An event kind (e.g. "StockItem.Received") from its topic."""
     return topic.rpartition(":")[2]
+
+
+def tenant_lock_key(projection: str, tenant_id: UUID) -> int:
+    """The PostgreSQL advisory lock a runner holds while it applies a batch of one tenant's
+    events to one projection."""
+    return zlib.crc32(f"{projection}\x1f{tenant_id}".encode()) - 2**31
 
 
 def projection_lock_key(projection: str) -> int:
