@@ -74,22 +74,6 @@ class Envelope:
             hash=self.hash,
         )
 
-    @property
-    def public(self) -> dict[str, Any] | None:
-        """The public event, as the HTTP feed writes it (None for an internal event)."""
-        if self.type is None:
-            return None
-        return {
-            "event_id": self.event_id,
-            "position": self.position,
-            "type": self.type,
-            "version": self.type_version,
-            "stream": str(self.stream_id),
-            "recorded_at": self.recorded_at,
-            "effective_at": self.effective_at,
-            "data": self.data,
-        }
-
     def as_dict(self) -> dict[str, Any]:
         return {
             "envelope": ENVELOPE,
